@@ -1,0 +1,39 @@
+"""The artificial neural network itself: a plain PyTorch multilayer perceptron.
+
+Input layer: the 28x28 image flattened to 784 pixel features. Hidden layers: fully connected
+layers with ReLU, each extracting features from the one before. Output layer: one neuron per
+class, returning raw scores (logits); softmax is applied by the loss and at prediction time,
+never here, because cross-entropy on logits is numerically safer than on probabilities.
+"""
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+IMAGE_PIXELS = 28 * 28
+NUM_CLASSES = 10
+
+
+class MLP(nn.Module):
+    """784 -> Linear(784, h1) -> ReLU -> Linear(h1, h2) -> ReLU -> ... -> Linear(hn, 10) logits."""
+
+    def __init__(
+        self,
+        hidden_sizes: Sequence[int] = (128, 64),
+        in_features: int = IMAGE_PIXELS,
+        num_classes: int = NUM_CLASSES,
+    ) -> None:
+        super().__init__()
+        if not hidden_sizes or any(size < 1 for size in hidden_sizes):
+            raise ValueError(f"hidden_sizes must be a non-empty list of positive integers, got {list(hidden_sizes)}")
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = in_features
+        for size in hidden_sizes:
+            layers += [nn.Linear(width, size), nn.ReLU()]
+            width = size
+        layers.append(nn.Linear(width, num_classes))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Map a batch of images (N, 1, 28, 28) or flat vectors (N, 784) to logits (N, num_classes)."""
+        return self.layers(images)

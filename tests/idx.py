@@ -1,0 +1,39 @@
+"""Small synthetic MNIST look-alikes, written as real IDX files in torchvision's layout.
+
+Each class is a fixed random 28x28 stroke pattern plus per-image noise, so a model can learn it in
+one short epoch while every byte still goes through the product's own loading code.
+"""
+
+import struct
+from pathlib import Path
+
+import numpy as np
+
+IDX_UBYTE = 0x08
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a uint8 array as an IDX file: magic (0, 0, type, ndim), big-endian sizes, then the bytes."""
+    header = struct.pack(">BBBB", 0, 0, IDX_UBYTE, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def synthetic_digits(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`count` images (uint8, N x 28 x 28) and labels (0-9), each class a noisy copy of its own template."""
+    templates = np.random.default_rng(1234).random((10, 28, 28)) > 0.8
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % 10
+    rng.shuffle(labels)
+    images = templates[labels] * rng.uniform(150, 255, (count, 1, 1)) + rng.normal(0, 20, (count, 28, 28))
+    return np.clip(images, 0, 255).astype(np.uint8), labels.astype(np.uint8)
+
+
+def write_mnist(data_dir: Path, train_size: int = 1200, test_size: int = 300) -> Path:
+    """Write the four MNIST files under `data_dir/MNIST/raw/` and return `data_dir`."""
+    raw = data_dir / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for prefix, size, seed in (("train", train_size, 0), ("t10k", test_size, 1)):
+        images, labels = synthetic_digits(size, seed)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+    return data_dir
