@@ -24,20 +24,17 @@ class MNISTClassifier(L.LightningModule):
         hidden_sizes: widths of the hidden layers.
         optimizer: builds the optimizer from the parameters; from a config, `--optimizer SGD
             --optimizer.lr 0.05` or any `torch.optim` class with its arguments.
-        log_every_n_steps: the running training loss is averaged over, and reported every, this many steps.
     """
 
     def __init__(
         self,
         hidden_sizes: Sequence[int] = (128, 64),
         optimizer: OptimizerCallable = recipe_sgd,
-        log_every_n_steps: int = 100,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer"])
         self.net = MLP(hidden_sizes)
         self.optimizer_factory = optimizer
-        self.log_every_n_steps = log_every_n_steps
         self.val_accuracy = MulticlassAccuracy(NUM_CLASSES, average="micro")
         self.test_accuracy = MulticlassAccuracy(NUM_CLASSES, average="micro")
         # Summed on the device and read once per window, so training never waits on a .item() per step.
@@ -50,13 +47,11 @@ class MNISTClassifier(L.LightningModule):
         images, labels = batch
         loss = F.cross_entropy(self(images), labels)
         self.running_loss.add_(loss.detach())
-        if (batch_idx + 1) % self.log_every_n_steps == 0:
-            self.log("train/loss", self.running_loss / self.log_every_n_steps, prog_bar=True)
+        window = self.trainer.log_every_n_steps  # the running loss is the mean over the steps between two logs
+        if window and (self.global_step + 1) % window == 0:
+            self.log("train/loss", self.running_loss / window, prog_bar=True)
             self.running_loss.zero_()
         return loss
-
-    def on_train_epoch_start(self) -> None:
-        self.running_loss.zero_()
 
     def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str, accuracy: MulticlassAccuracy) -> None:
         images, labels = batch

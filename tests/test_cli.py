@@ -28,7 +28,7 @@ def trained_run(synthetic_data_dir, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("run")
     data = ("--data.data_dir", str(synthetic_data_dir), "--data.val_size", "200")
     fit = cli(
-        "fit", "--config", CONFIG, *data, "--trainer.max_epochs", "1", "--model.log_every_n_steps", "5", cwd=workdir
+        "fit", "--config", CONFIG, *data, "--trainer.max_epochs", "1", "--trainer.log_every_n_steps", "5", cwd=workdir
     )
     return workdir, data, fit
 
