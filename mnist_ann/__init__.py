@@ -1,7 +1,9 @@
-"""mnist-ann: the classic three-layer artificial neural network for MNIST digits, with PyTorch Lightning."""
+"""mnist-ann: the classic three-layer artificial neural network for MNIST digits, with PyTorch Lightning.
 
-from mnist_ann.data import MNISTDataModule
-from mnist_ann.model import MNISTClassifier
-from mnist_ann.network import MLP
+    mnist_ann.network   MLP, the network as a plain nn.Module
+    mnist_ann.model     MNISTClassifier, the LightningModule
+    mnist_ann.data      MNISTDataModule, the LightningDataModule
+    mnist_ann.cli       MNISTCLI, the command line
 
-__all__ = ["MLP", "MNISTClassifier", "MNISTDataModule"]
+Nothing is imported here, so that `python -m mnist_ann` controls how its start-up is paid for.
+"""

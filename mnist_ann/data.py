@@ -145,7 +145,9 @@ class MNISTDataModule(L.LightningDataModule):
 
     Args:
         data_dir: folder holding `MNIST/raw/` (torchvision's layout); when unset, ${MNIST_ANN_DATA_DIR}, else `data`.
-        batch_size: images per training batch (and per evaluation batch).
+        batch_size: images per training batch: one optimizer step each.
+        eval_batch_size: images per validation, test and predict batch. It changes no result, only
+            speed: a few large batches evaluate much faster than many small ones.
         val_size: images carved out of the training set for validation, the same ones on every run; 0 for none.
         split_seed: seed of that carve-out.
         download: fetch the files with torchvision when they are missing.
@@ -155,20 +157,23 @@ class MNISTDataModule(L.LightningDataModule):
         self,
         data_dir: str | os.PathLike | None = None,
         batch_size: int = 64,
+        eval_batch_size: int = 1000,
         val_size: int = 5_000,
         split_seed: int = 12345,
         download: bool = True,
     ) -> None:
         super().__init__()
-        if batch_size < 1:
-            raise ValueError(f"data.batch_size must be a positive integer, got {batch_size}")
+        for name, size in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if size < 1:
+                raise ValueError(f"data.{name} must be a positive integer, got {size}")
         if not 0 <= val_size < TRAIN_SIZE:
             raise ValueError(f"data.val_size must be between 0 and {TRAIN_SIZE - 1}, got {val_size}")
         self.save_hyperparameters(ignore="data_dir")
         self.data_dir = resolve_data_dir(data_dir)
         # The folder actually used (after the environment fallback), as text so checkpoints stay weights_only-loadable.
         self.hparams["data_dir"] = str(self.data_dir)
-        self.batch_size, self.val_size, self.split_seed, self.download = batch_size, val_size, split_seed, download
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.val_size, self.split_seed, self.download = val_size, split_seed, download
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
 
     def prepare_data(self) -> None:
@@ -190,12 +195,12 @@ class MNISTDataModule(L.LightningDataModule):
         self.splits["test"] = (normalize((test := load_split(self.data_dir, train=False))[0]), test[1])
         self.splits = {name: (x.to(device), y.to(device)) for name, (x, y) in self.splits.items()}
 
-    def _loader(self, split: str, shuffle: bool = False) -> TensorLoader:
+    def _loader(self, split: str, batch_size: int, shuffle: bool = False) -> TensorLoader:
         images, labels = self.splits[split]
         trainer = self.trainer
         sampler = EpochBatchSampler(
             len(images),
-            self.batch_size,
+            batch_size,
             shuffle=shuffle,
             seed=torch.initial_seed(),  # the run's seed, as set by seed_everything
             num_replicas=trainer.world_size if trainer else 1,
@@ -205,13 +210,13 @@ class MNISTDataModule(L.LightningDataModule):
         return TensorLoader(images, labels, sampler)
 
     def train_dataloader(self) -> TensorLoader:
-        return self._loader("train", shuffle=True)
+        return self._loader("train", self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> TensorLoader | list:
-        return self._loader("val") if self.val_size else []
+        return self._loader("val", self.eval_batch_size) if self.val_size else []
 
     def test_dataloader(self) -> TensorLoader:
-        return self._loader("test")
+        return self._loader("test", self.eval_batch_size)
 
     def predict_dataloader(self) -> TensorLoader:
-        return self._loader("test")
+        return self._loader("test", self.eval_batch_size)

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from mnist_ann import MNISTClassifier
+from mnist_ann.model import MNISTClassifier
 from tests.conftest import REPO
 
 CONFIG = str(REPO / "configs" / "default.yaml")

@@ -57,7 +57,8 @@ def test_validation_split_of_zero_means_no_validation(synthetic_data_dir):
 
 
 def test_evaluation_loaders_cover_their_set_once_in_order(synthetic_data_dir):
-    data = ready(MNISTDataModule(synthetic_data_dir, batch_size=64, val_size=200))
+    data = ready(MNISTDataModule(synthetic_data_dir, batch_size=64, eval_batch_size=128, val_size=200))
+    assert [len(labels) for _, labels in data.test_dataloader()] == [128, 128, 44]
     for split, loader in (("val", data.val_dataloader()), ("test", data.test_dataloader())):
         images, labels = served(loader)
         assert torch.equal(images, data.splits[split][0]) and torch.equal(labels, data.splits[split][1])
@@ -88,7 +89,7 @@ def test_missing_files_give_one_clear_error(tmp_path, synthetic_data_dir, monkey
     assert ("download failed" if download else "downloading is switched off") in message
 
 
-@pytest.mark.parametrize("kwargs", [{"batch_size": 0}, {"val_size": -1}, {"val_size": 60_000}])
+@pytest.mark.parametrize("kwargs", [{"batch_size": 0}, {"eval_batch_size": -5}, {"val_size": -1}, {"val_size": 60_000}])
 def test_bad_settings_are_refused(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         MNISTDataModule(**kwargs)

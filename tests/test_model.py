@@ -2,8 +2,8 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from mnist_ann import MNISTClassifier, MNISTDataModule
-from mnist_ann.data import EpochBatchSampler, TensorLoader
+from mnist_ann.data import EpochBatchSampler, MNISTDataModule, TensorLoader
+from mnist_ann.model import MNISTClassifier
 
 
 def fixed_batch(size=64):

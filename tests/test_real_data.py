@@ -2,7 +2,8 @@
 
 import lightning as L
 
-from mnist_ann import MNISTClassifier, MNISTDataModule
+from mnist_ann.data import MNISTDataModule
+from mnist_ann.model import MNISTClassifier
 
 
 def test_two_epochs_of_the_recipe_reach_95_percent(real_data_dir, tmp_path):
