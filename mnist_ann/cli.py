@@ -35,12 +35,17 @@ class MNISTCLI(LightningCLI):
     def _resolve_ckpt_path(self) -> None:
         config = self.config_init[self.subcommand]
         alias = config.get("ckpt_path")
-        if alias not in CHECKPOINT_ALIASES:
+        if alias is None:
             return
-        found = [path for root in self._checkpoint_roots() for path in root.glob(f"**/{alias}.ckpt")]
+        if alias not in CHECKPOINT_ALIASES:
+            if not Path(alias).is_file():
+                raise CheckpointNotFoundError(f"--ckpt_path {alias}: no such checkpoint file")
+            return
+        roots = self._checkpoint_roots()
+        found = [path for root in roots if root.is_dir() for path in root.glob(f"**/{alias}.ckpt")]
         if not found:
-            roots = " or ".join(str(root) for root in self._checkpoint_roots())
-            raise CheckpointNotFoundError(f"--ckpt_path {alias}: no {alias}.ckpt under {roots}; run `fit` first")
+            where = " or ".join(str(root) for root in roots)
+            raise CheckpointNotFoundError(f"--ckpt_path {alias}: no {alias}.ckpt under {where}; run `fit` first")
         config["ckpt_path"] = str(max(found, key=lambda path: path.stat().st_mtime))
         rank_zero_info(f"--ckpt_path {alias} -> {config['ckpt_path']}")
 
@@ -49,6 +54,6 @@ class MNISTCLI(LightningCLI):
         trainer = self.trainer
         logger_root = getattr(trainer.logger, "root_dir", None) or trainer.default_root_dir
         explicit = [cb.dirpath for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath]
-        return [Path(root) for root in dict.fromkeys([logger_root, *explicit]) if Path(root).is_dir()]
+        return [Path(root) for root in dict.fromkeys([logger_root, *explicit])]
 
     before_fit = before_validate = before_test = before_predict = _resolve_ckpt_path

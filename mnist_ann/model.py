@@ -7,9 +7,12 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
+from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from mnist_ann.network import MLP, NUM_CLASSES
+
+Batch = tuple[Tensor, Tensor]
 
 
 def recipe_sgd(params) -> torch.optim.Optimizer:
@@ -20,10 +23,14 @@ def recipe_sgd(params) -> torch.optim.Optimizer:
 class MNISTClassifier(L.LightningModule):
     """Trains the MLP with cross-entropy on its logits and reports loss and accuracy.
 
+    Logged scalars: `train/loss` (running mean, every `trainer.log_every_n_steps` steps),
+    `train/acc` and `train/lr` per epoch; `val/loss`, `val/acc`, `val/acc_best` per epoch;
+    `test/loss`, `test/acc` and `test/acc_digit_0` ... `test/acc_digit_9`.
+
     Args:
         hidden_sizes: widths of the hidden layers.
-        optimizer: builds the optimizer from the parameters; from a config, `--optimizer SGD
-            --optimizer.lr 0.05` or any `torch.optim` class with its arguments.
+        optimizer: builds the optimizer from the parameters; from a config, `--model.optimizer
+            torch.optim.Adam --model.optimizer.lr 0.001` or any `torch.optim` class with its arguments.
     """
 
     def __init__(
@@ -35,17 +42,23 @@ class MNISTClassifier(L.LightningModule):
         self.save_hyperparameters(ignore=["optimizer"])
         self.net = MLP(hidden_sizes)
         self.optimizer_factory = optimizer
+        # Training accuracy is updated every step, so it skips the input checks (labels come from the data module).
+        self.train_accuracy = MulticlassAccuracy(NUM_CLASSES, average="micro", validate_args=False)
         self.val_accuracy = MulticlassAccuracy(NUM_CLASSES, average="micro")
+        self.val_accuracy_best = MaxMetric()
         self.test_accuracy = MulticlassAccuracy(NUM_CLASSES, average="micro")
+        self.test_accuracy_per_digit = MulticlassAccuracy(NUM_CLASSES, average=None)
         # Summed on the device and read once per window, so training never waits on a .item() per step.
         self.register_buffer("running_loss", torch.zeros(()), persistent=False)
 
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         images, labels = batch
-        loss = F.cross_entropy(self(images), labels)
+        logits = self(images)
+        loss = F.cross_entropy(logits, labels)
+        self.train_accuracy.update(logits.detach(), labels)
         self.running_loss.add_(loss.detach())
         window = self.trainer.log_every_n_steps  # the running loss is the mean over the steps between two logs
         if window and (self.global_step + 1) % window == 0:
@@ -53,20 +66,42 @@ class MNISTClassifier(L.LightningModule):
             self.running_loss.zero_()
         return loss
 
-    def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str, accuracy: MulticlassAccuracy) -> None:
+    def on_train_start(self) -> None:
+        self.val_accuracy_best.reset()  # forget the sanity check's validation
+
+    def on_train_epoch_start(self) -> None:
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"])
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/acc", self.train_accuracy.compute())
+        self.train_accuracy.reset()
+
+    def _evaluate(self, batch: Batch, stage: str, accuracy: MulticlassAccuracy) -> dict[str, Tensor]:
         images, labels = batch
         logits = self(images)
         accuracy(logits, labels)
         self.log(f"{stage}/loss", F.cross_entropy(logits, labels), batch_size=len(labels), prog_bar=True)
         self.log(f"{stage}/acc", accuracy, prog_bar=True)
+        return {"predictions": logits.argmax(dim=1)}  # for callbacks: confusion matrices, misclassified digits
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "val", self.val_accuracy)
+    def validation_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
+        return self._evaluate(batch, "val", self.val_accuracy)
 
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test", self.test_accuracy)
+    def on_validation_epoch_end(self) -> None:
+        self.val_accuracy_best(self.val_accuracy.compute())
+        self.log("val/acc_best", self.val_accuracy_best.compute())
 
-    def predict_step(self, batch: tuple[Tensor, Tensor] | Tensor, batch_idx: int) -> dict[str, Tensor]:
+    def test_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
+        outputs = self._evaluate(batch, "test", self.test_accuracy)
+        self.test_accuracy_per_digit.update(outputs["predictions"], batch[1])
+        return outputs
+
+    def on_test_epoch_end(self) -> None:
+        per_digit = self.test_accuracy_per_digit.compute()
+        self.log_dict({f"test/acc_digit_{digit}": accuracy for digit, accuracy in enumerate(per_digit)})
+        self.test_accuracy_per_digit.reset()
+
+    def predict_step(self, batch: Batch | Tensor, batch_idx: int) -> dict[str, Tensor]:
         """Class probabilities (softmax of the logits) and the predicted digit for each image."""
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
         probabilities = self(images).softmax(dim=1)

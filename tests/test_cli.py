@@ -109,3 +109,19 @@ def test_best_checkpoint_without_any_run_is_one_clear_message(synthetic_data_dir
     )
     assert result.returncode != 0
     assert "no best.ckpt" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_checkpoint_file_is_one_clear_message(synthetic_data_dir, tmp_path):
+    result = cli(
+        "test",
+        "--config",
+        CONFIG,
+        "--data.data_dir",
+        str(synthetic_data_dir),
+        "--ckpt_path",
+        str(tmp_path / "nope.ckpt"),
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "nope.ckpt: no such checkpoint file" in result.stderr and "Traceback" not in result.stderr
