@@ -42,8 +42,10 @@ class MNISTClassifier(L.LightningModule):
         self.save_hyperparameters(ignore=["optimizer"])
         self.net = MLP(hidden_sizes)
         self.optimizer_factory = optimizer
-        # Training accuracy is updated every step, so it skips the input checks (labels come from the data module).
-        self.train_accuracy = MulticlassAccuracy(NUM_CLASSES, average="micro", validate_args=False)
+        # Training accuracy is counted on the device every step: a torchmetrics update costs five times as
+        # much, about 4% of this small model's step. Evaluation, where steps are few, uses torchmetrics.
+        self.register_buffer("train_correct", torch.zeros((), dtype=torch.long), persistent=False)
+        self.register_buffer("train_seen", torch.zeros((), dtype=torch.long), persistent=False)
         self.val_accuracy = MulticlassAccuracy(NUM_CLASSES, average="micro")
         self.val_accuracy_best = MaxMetric()
         self.test_accuracy = MulticlassAccuracy(NUM_CLASSES, average="micro")
@@ -58,7 +60,8 @@ class MNISTClassifier(L.LightningModule):
         images, labels = batch
         logits = self(images)
         loss = F.cross_entropy(logits, labels)
-        self.train_accuracy.update(logits.detach(), labels)
+        self.train_correct.add_((logits.argmax(dim=1) == labels).sum())
+        self.train_seen.add_(len(labels))
         self.running_loss.add_(loss.detach())
         window = self.trainer.log_every_n_steps  # the running loss is the mean over the steps between two logs
         if window and (self.global_step + 1) % window == 0:
@@ -73,8 +76,12 @@ class MNISTClassifier(L.LightningModule):
         self.log("train/lr", self.optimizers().param_groups[0]["lr"])
 
     def on_train_epoch_end(self) -> None:
-        self.log("train/acc", self.train_accuracy.compute())
-        self.train_accuracy.reset()
+        correct, seen = self.trainer.strategy.reduce(
+            torch.stack([self.train_correct, self.train_seen]), reduce_op="sum"
+        )
+        self.log("train/acc", correct / seen)
+        self.train_correct.zero_()
+        self.train_seen.zero_()
 
     def _evaluate(self, batch: Batch, stage: str, accuracy: MulticlassAccuracy) -> dict[str, Tensor]:
         images, labels = batch
