@@ -8,8 +8,8 @@ import sys
 # Start-up leaves little garbage: skip collecting during it, and freeze what it built out of every
 # later collection.
 gc.disable()
-from mnist_ann.cli import MNISTCLI, CheckpointNotFoundError  # noqa: E402
-from mnist_ann.data import MNISTNotFoundError  # noqa: E402
+from mnist_ann.cli import MNISTCLI  # noqa: E402
+from mnist_ann.errors import UserError  # noqa: E402
 
 gc.freeze()
 gc.enable()
@@ -18,7 +18,7 @@ gc.enable()
 def main() -> None:
     try:
         MNISTCLI()
-    except (MNISTNotFoundError, CheckpointNotFoundError) as error:  # the user's to fix: no traceback
+    except UserError as error:  # the user's to fix: the message, without a traceback
         sys.exit(f"error: {error}")
 
 

@@ -1,26 +1,28 @@
 """The command line: LightningCLI with fit, validate, test and predict, configured from YAML files."""
 
+import pickle
 from pathlib import Path
 
-from lightning.pytorch.callbacks import ModelCheckpoint
+import torch
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from mnist_ann.data import MNISTDataModule
+from mnist_ann.errors import CheckpointError, ConfigError
 from mnist_ann.model import MNISTClassifier
 
 CHECKPOINT_ALIASES = ("best", "last")
 
 
-class CheckpointNotFoundError(FileNotFoundError):
-    """`--ckpt_path best|last` found no such checkpoint from an earlier run."""
-
-
 class MNISTCLI(LightningCLI):
-    """LightningCLI that also resolves `--ckpt_path best|last` in a fresh process.
+    """LightningCLI that checks what the user hands it before any training starts.
 
-    Plain Lightning only knows the best checkpoint of the run it is in; here `best` and `last`
-    mean the newest `best.ckpt` / `last.ckpt` written by any earlier run of the same logger folder.
+    - `--ckpt_path best` / `last` work in a fresh process: the newest `best.ckpt` / `last.ckpt`
+      written by an earlier run under the same logger folder (plain Lightning only knows the
+      checkpoints of the run it is in).
+    - Checkpoints are loaded with `weights_only=True`: a file that would run code when unpickled is
+      refused, not executed. A missing or unreadable checkpoint is one clear message.
+    - The optimizer is built once up front, so a bad learning rate is refused before the data loads.
     """
 
     def __init__(self, **kwargs) -> None:
@@ -32,28 +34,70 @@ class MNISTCLI(LightningCLI):
             **kwargs,
         )
 
-    def _resolve_ckpt_path(self) -> None:
-        config = self.config_init[self.subcommand]
-        alias = config.get("ckpt_path")
-        if alias is None:
-            return
-        if alias not in CHECKPOINT_ALIASES:
-            if not Path(alias).is_file():
-                raise CheckpointNotFoundError(f"--ckpt_path {alias}: no such checkpoint file")
-            return
-        roots = self._checkpoint_roots()
-        found = [path for root in roots if root.is_dir() for path in root.glob(f"**/{alias}.ckpt")]
-        if not found:
-            where = " or ".join(str(root) for root in roots)
-            raise CheckpointNotFoundError(f"--ckpt_path {alias}: no {alias}.ckpt under {where}; run `fit` first")
-        config["ckpt_path"] = str(max(found, key=lambda path: path.stat().st_mtime))
-        rank_zero_info(f"--ckpt_path {alias} -> {config['ckpt_path']}")
+    def _parse_ckpt_path(self) -> None:
+        # Lightning reads the model's hyperparameters from --ckpt_path here, before building anything:
+        # resolve best/last and check the file first, so that this works for them too.
+        if subcommand := self.config.get("subcommand"):
+            self._resolve_ckpt_path(self.config[subcommand])
+        super()._parse_ckpt_path()
 
-    def _checkpoint_roots(self) -> list[Path]:
-        """Where earlier runs wrote checkpoints: the logger's folder of runs, and any explicit dirpath."""
-        trainer = self.trainer
-        logger_root = getattr(trainer.logger, "root_dir", None) or trainer.default_root_dir
-        explicit = [cb.dirpath for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath]
-        return [Path(root) for root in dict.fromkeys([logger_root, *explicit])]
+    def _resolve_ckpt_path(self, config) -> None:
+        if config.get("weights_only") is None:  # unset: safe loading (Lightning would default to unsafe)
+            config["weights_only"] = True
+        requested = config.get("ckpt_path")
+        if requested is None:
+            return
+        if requested in CHECKPOINT_ALIASES:
+            roots = checkpoint_roots(config.trainer)
+            found = [path for root in roots if root.is_dir() for path in root.glob(f"**/{requested}.ckpt")]
+            if not found:
+                where = " or ".join(str(root) for root in roots)
+                raise CheckpointError(f"--ckpt_path {requested}: no {requested}.ckpt under {where}; run `fit` first")
+            config["ckpt_path"] = str(max(found, key=lambda path: path.stat().st_mtime))
+            rank_zero_info(f"--ckpt_path {requested} -> {config['ckpt_path']}")
+        check_checkpoint(Path(config["ckpt_path"]), weights_only=config["weights_only"])
 
-    before_fit = before_validate = before_test = before_predict = _resolve_ckpt_path
+    def _check_optimizer(self) -> None:
+        try:
+            self.model.configure_optimizers()
+        except ValueError as error:  # torch's own message, e.g. "Invalid learning rate: -0.1"
+            raise ConfigError(f"model.optimizer: {error}") from None
+
+    before_fit = before_validate = before_test = before_predict = _check_optimizer
+
+
+def checkpoint_roots(trainer) -> list[Path]:
+    """Where earlier runs of this trainer config wrote checkpoints: the loggers' run folders, explicit dirpaths."""
+    root = Path(trainer.get("default_root_dir") or ".")
+    loggers = trainer.get("logger")
+    if loggers in (None, True):
+        roots = [root / "lightning_logs"]
+    elif loggers is False:
+        roots = [root]
+    else:
+        roots = []
+        for logger in loggers if isinstance(loggers, list) else [loggers]:
+            init = logger.get("init_args") or {}
+            roots.append(Path(init.get("save_dir") or root) / (init.get("name") or "lightning_logs"))
+    for callback in trainer.get("callbacks") or []:
+        if "ModelCheckpoint" in str(callback.get("class_path")) and (callback.get("init_args") or {}).get("dirpath"):
+            roots.append(Path(callback["init_args"]["dirpath"]))
+    return list(dict.fromkeys(roots))
+
+
+def check_checkpoint(path: Path, weights_only: bool = True) -> None:
+    """Load a checkpoint once, as Lightning will, to turn any failure into one clear message."""
+    if not path.is_file():
+        raise CheckpointError(f"--ckpt_path {path}: no such checkpoint file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=weights_only)
+    except pickle.UnpicklingError as error:
+        reason = str(error).strip().splitlines()[-1].strip()
+        raise CheckpointError(
+            f"refusing to load {path}: it holds objects that would run code when loaded ({reason}). "
+            "Only load checkpoints from sources you trust; with one you do, pass --weights_only false"
+        ) from None
+    except (RuntimeError, OSError, EOFError) as error:
+        raise CheckpointError(f"cannot read checkpoint {path}: {error}; it is truncated or not a checkpoint") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path} is not a Lightning checkpoint of this model (it has no state_dict)")

@@ -6,15 +6,22 @@ removes the per-sample Python work (PIL conversion, transforms, collation) that 
 textbook pipeline, where a step of this model costs about a millisecond of arithmetic.
 """
 
+import hashlib
+import math
 import os
+import struct
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
 from torch import Tensor
 from torchvision.datasets import MNIST
 from torchvision.transforms.v2 import functional as F
+
+from mnist_ann.errors import ConfigError, DataError, MNISTNotFoundError
 
 DATA_DIR_ENV = "MNIST_ANN_DATA_DIR"
 DEFAULT_DATA_DIR = "data"
@@ -26,10 +33,18 @@ MNIST_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
+# MD5 of the published, uncompressed files (torchvision only knows those of the .gz downloads).
+PUBLISHED_MD5 = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+PUBLISHED_COUNT = {"train": 60_000, "t10k": 10_000}
 
 
-class MNISTNotFoundError(FileNotFoundError):
-    """The MNIST files are neither present nor downloadable."""
+class ChecksumWarning(UserWarning):
+    """A data file holds MNIST's shape but not its published bytes."""
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
@@ -64,9 +79,55 @@ def ensure_mnist(data_dir: Path, download: bool = True) -> None:
         )
 
 
+def check_idx(path: Path, shape_tail: tuple[int, ...]) -> int:
+    """Check an IDX file's magic number, dimensions and length; return how many items it holds."""
+    ndim = 1 + len(shape_tail)
+    with path.open("rb") as file:
+        header = file.read(4 + 4 * ndim)
+    size = path.stat().st_size
+    if len(header) < 4 + 4 * ndim:
+        raise DataError(f"{path}: only {size} bytes, too short even for an IDX header; the file is truncated")
+    if header[:4] != bytes([0, 0, 0x08, ndim]):
+        raise DataError(
+            f"{path}: not an IDX file of {ndim}-dimensional unsigned bytes: magic number {header[:4].hex()}, "
+            f"expected 0000080{ndim}; it may be compressed (.gz) or another file under this name"
+        )
+    shape = struct.unpack(f">{ndim}I", header[4:])
+    if shape[1:] != shape_tail:
+        raise DataError(f"{path}: items of shape {shape[1:]}, expected {shape_tail} (28x28 images)")
+    expected = len(header) + math.prod(shape)
+    if size != expected:
+        raise DataError(f"{path}: {size} bytes, but its header announces {shape} = {expected} bytes; it is truncated")
+    return shape[0]
+
+
+def warn_unless_published(path: Path) -> None:
+    """A visible warning, naming the file, when a file of MNIST's size is not the published MNIST."""
+    digest = hashlib.md5(path.read_bytes()).hexdigest()
+    if digest != PUBLISHED_MD5[path.name]:
+        warnings.warn(
+            f"{path}: MD5 {digest} differs from the published MNIST file ({PUBLISHED_MD5[path.name]}); "
+            "the data may be corrupt or a rebuilt copy",
+            ChecksumWarning,
+            stacklevel=2,
+        )
+
+
 def load_split(data_dir: Path, train: bool) -> tuple[Tensor, Tensor]:
-    """Read one split with torchvision (no network): uint8 images (N, 28, 28) and int64 labels (N,)."""
+    """Check, then read one split with torchvision (no network): uint8 images (N, 28, 28), int64 labels (N,)."""
+    prefix = "train" if train else "t10k"
+    images_path = raw_folder(data_dir) / f"{prefix}-images-idx3-ubyte"
+    labels_path = raw_folder(data_dir) / f"{prefix}-labels-idx1-ubyte"
+    images, labels = check_idx(images_path, (28, 28)), check_idx(labels_path, ())
+    if images != labels:
+        raise DataError(f"{images_path} holds {images} images but {labels_path} holds {labels} labels")
+    if images == PUBLISHED_COUNT[prefix]:
+        for path in (images_path, labels_path):
+            warn_unless_published(path)
     dataset = MNIST(data_dir, train=train, download=False)
+    if (outside := ((dataset.targets < 0) | (dataset.targets > 9)).nonzero()).numel():
+        index = outside[0].item()
+        raise DataError(f"{labels_path}: label {dataset.targets[index].item()} at position {index} is outside 0-9")
     return dataset.data, dataset.targets
 
 
@@ -125,19 +186,33 @@ class TensorLoader:
 
     Lightning accepts any sized iterable as a data loader. The sampler is exposed under DataLoader's
     attribute names, `sampler` and `batch_sampler`, because Lightning reads those to call `set_epoch`
-    at the start of every epoch and to check that evaluation data is not shuffled.
+    at the start of every epoch and to check that evaluation data is not shuffled. `state_dict` and
+    `load_state_dict` make it resumable: Lightning saves the position in the epoch with every
+    checkpoint, and a run resumed from a mid-epoch checkpoint continues with the very next batch.
     """
 
     def __init__(self, images: Tensor, labels: Tensor, sampler: EpochBatchSampler) -> None:
         self.images, self.labels = images, labels
         self.sampler = self.batch_sampler = sampler
+        self.served = 0  # batches handed out in the current pass (Lightning does not prefetch from sized loaders)
+        self._resume_at = 0
 
     def __len__(self) -> int:
         return len(self.sampler)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        for index in self.sampler:
+        start, self._resume_at = self._resume_at, 0
+        self.served = start
+        for index in list(self.sampler)[start:]:
+            self.served += 1
             yield self.images[index], self.labels[index]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.sampler.epoch, "served": self.served}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sampler.set_epoch(state["epoch"])
+        self._resume_at = state["served"] % len(self)  # a finished pass resumes at the next epoch's start
 
 
 class MNISTDataModule(L.LightningDataModule):
@@ -165,11 +240,13 @@ class MNISTDataModule(L.LightningDataModule):
         super().__init__()
         for name, size in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if size < 1:
-                raise ValueError(f"data.{name} must be a positive integer, got {size}")
+                raise ConfigError(f"data.{name} must be a positive integer, got {size}")
         if not 0 <= val_size < TRAIN_SIZE:
-            raise ValueError(f"data.val_size must be between 0 and {TRAIN_SIZE - 1}, got {val_size}")
+            raise ConfigError(f"data.val_size must be between 0 and {TRAIN_SIZE - 1}, got {val_size}")
         self.save_hyperparameters(ignore="data_dir")
         self.data_dir = resolve_data_dir(data_dir)
+        if self.data_dir.exists() and not self.data_dir.is_dir():
+            raise ConfigError(f"data.data_dir {self.data_dir} is a file; it must be a folder (holding MNIST/raw/)")
         # The folder actually used (after the environment fallback), as text so checkpoints stay weights_only-loadable.
         self.hparams["data_dir"] = str(self.data_dir)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
@@ -186,7 +263,7 @@ class MNISTDataModule(L.LightningDataModule):
         device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
         images, labels = load_split(self.data_dir, train=True)
         if self.val_size >= len(images):
-            raise ValueError(f"data.val_size={self.val_size} leaves no training images out of {len(images)}")
+            raise ConfigError(f"data.val_size={self.val_size} leaves no training images out of {len(images)}")
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.split_seed))
         val_index, train_index = order[: self.val_size], order[self.val_size :]
         images = normalize(images)

@@ -10,6 +10,7 @@ from torch import Tensor
 from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from mnist_ann.errors import TrainingDivergedError
 from mnist_ann.network import MLP, NUM_CLASSES
 
 Batch = tuple[Tensor, Tensor]
@@ -44,14 +45,15 @@ class MNISTClassifier(L.LightningModule):
         self.optimizer_factory = optimizer
         # Training accuracy is counted on the device every step: a torchmetrics update costs five times as
         # much, about 4% of this small model's step. Evaluation, where steps are few, uses torchmetrics.
-        self.register_buffer("train_correct", torch.zeros((), dtype=torch.long), persistent=False)
-        self.register_buffer("train_seen", torch.zeros((), dtype=torch.long), persistent=False)
+        self.register_buffer("train_correct", torch.zeros((), dtype=torch.long))
+        self.register_buffer("train_seen", torch.zeros((), dtype=torch.long))
         self.val_accuracy = MulticlassAccuracy(NUM_CLASSES, average="micro")
         self.val_accuracy_best = MaxMetric()
         self.test_accuracy = MulticlassAccuracy(NUM_CLASSES, average="micro")
         self.test_accuracy_per_digit = MulticlassAccuracy(NUM_CLASSES, average=None)
         # Summed on the device and read once per window, so training never waits on a .item() per step.
-        self.register_buffer("running_loss", torch.zeros(()), persistent=False)
+        # These counters are saved with checkpoints, so that a resumed run logs what an uninterrupted one does.
+        self.register_buffer("running_loss", torch.zeros(()))
 
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images)
@@ -65,9 +67,25 @@ class MNISTClassifier(L.LightningModule):
         self.running_loss.add_(loss.detach())
         window = self.trainer.log_every_n_steps  # the running loss is the mean over the steps between two logs
         if window and (self.global_step + 1) % window == 0:
+            self._check_finite()
             self.log("train/loss", self.running_loss / window, prog_bar=True)
             self.running_loss.zero_()
         return loss
+
+    def _check_finite(self) -> None:
+        """Stop a run whose loss or weights are no longer finite numbers, before it logs or saves them."""
+        if torch.isfinite(self.running_loss) and all(torch.isfinite(p).all() for p in self.parameters()):
+            return
+        callback = self.trainer.checkpoint_callback
+        kept = callback.last_model_path or callback.best_model_path if callback else ""
+        raise TrainingDivergedError(
+            f"training diverged by step {self.global_step + 1}: the loss or the weights became NaN or infinite "
+            "(is the learning rate too high?). Stopped without saving them; "
+            + (f"the last good checkpoint is {kept}" if kept else "no checkpoint had been written yet")
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        self._check_finite()
 
     def on_train_start(self) -> None:
         self.val_accuracy_best.reset()  # forget the sanity check's validation

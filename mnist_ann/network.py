@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from mnist_ann.errors import ConfigError
+
 IMAGE_PIXELS = 28 * 28
 NUM_CLASSES = 10
 
@@ -25,7 +27,9 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         if not hidden_sizes or any(size < 1 for size in hidden_sizes):
-            raise ValueError(f"hidden_sizes must be a non-empty list of positive integers, got {list(hidden_sizes)}")
+            raise ConfigError(
+                f"model.hidden_sizes must be a non-empty list of positive integers, got {list(hidden_sizes)}"
+            )
         layers: list[nn.Module] = [nn.Flatten()]
         width = in_features
         for size in hidden_sizes:

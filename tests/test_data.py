@@ -9,9 +9,9 @@ from mnist_ann.data import (
     MNIST_FILES,
     EpochBatchSampler,
     MNISTDataModule,
-    MNISTNotFoundError,
     normalize,
 )
+from mnist_ann.errors import MNISTNotFoundError
 
 
 def ready(data_module: MNISTDataModule) -> MNISTDataModule:
