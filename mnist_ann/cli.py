@@ -59,9 +59,11 @@ class MNISTCLI(LightningCLI):
 
     def _check_optimizer(self) -> None:
         try:
-            self.model.configure_optimizers()
+            optimizer = self.model.configure_optimizers()
         except ValueError as error:  # torch's own message, e.g. "Invalid learning rate: -0.1"
             raise ConfigError(f"model.optimizer: {error}") from None
+        if rates := [group["lr"] for group in optimizer.param_groups if not group["lr"] > 0]:
+            raise ConfigError(f"model.optimizer: the learning rate must be positive, got {rates[0]}")
 
     before_fit = before_validate = before_test = before_predict = _check_optimizer
 

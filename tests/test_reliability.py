@@ -45,6 +45,7 @@ def run_main(monkeypatch, *args: str) -> str:
         ("--model.hidden_sizes", "[]", "model.hidden_sizes must be a non-empty list"),
         ("--model.hidden_sizes", "[128, 0]", "model.hidden_sizes must be a non-empty list"),
         ("--model.optimizer.init_args.lr", "-0.1", "model.optimizer: Invalid learning rate: -0.1"),
+        ("--model.optimizer.init_args.lr", "0", "model.optimizer: the learning rate must be positive, got 0"),
     ],
 )
 def test_bad_values_are_refused_before_training(synthetic_data_dir, tmp_path, monkeypatch, option, value, named):
