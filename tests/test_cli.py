@@ -79,49 +79,16 @@ def test_print_config_shows_the_recipe(tmp_path):
         assert line in output
 
 
-def test_missing_data_is_one_clear_message_without_traceback(tmp_path):
-    result = cli(
-        "fit",
-        "--config",
-        CONFIG,
-        "--data.data_dir",
-        str(tmp_path),
-        "--data.download",
-        "false",
-        cwd=tmp_path,
-        check=False,
-    )
-    assert result.returncode != 0
-    assert "MNIST not found in" in result.stderr and "Traceback" not in result.stderr
-
-
-def test_best_checkpoint_without_any_run_is_one_clear_message(synthetic_data_dir, tmp_path):
-    result = cli(
-        "test",
-        "--config",
-        CONFIG,
-        "--data.data_dir",
-        str(synthetic_data_dir),
-        "--ckpt_path",
-        "best",
-        cwd=tmp_path,
-        check=False,
-    )
-    assert result.returncode != 0
-    assert "no best.ckpt" in result.stderr and "Traceback" not in result.stderr
-
-
-def test_missing_checkpoint_file_is_one_clear_message(synthetic_data_dir, tmp_path):
-    result = cli(
-        "test",
-        "--config",
-        CONFIG,
-        "--data.data_dir",
-        str(synthetic_data_dir),
-        "--ckpt_path",
-        str(tmp_path / "nope.ckpt"),
-        cwd=tmp_path,
-        check=False,
-    )
-    assert result.returncode != 0
-    assert "nope.ckpt: no such checkpoint file" in result.stderr and "Traceback" not in result.stderr
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["fit", "--data.data_dir", "{tmp}", "--data.download", "false"], "MNIST not found in"),
+        (["test", "--data.data_dir", "{data}", "--ckpt_path", "best"], "no best.ckpt"),
+        (["test", "--data.data_dir", "{data}", "--ckpt_path", "{tmp}/nope.ckpt"], "nope.ckpt: no such checkpoint file"),
+    ],
+)
+def test_user_errors_are_one_message_without_traceback(synthetic_data_dir, tmp_path, args, message):
+    args = [arg.format(tmp=tmp_path, data=synthetic_data_dir) for arg in args]
+    result = cli(args[0], "--config", CONFIG, *args[1:], cwd=tmp_path, check=False)
+    assert result.returncode == 1
+    assert message in result.stderr and "Traceback" not in result.stderr
