@@ -144,6 +144,10 @@ class EpochBatchSampler:
     every epoch, is the same for every process, and a resumed run sees the same order again.
     Each of `num_replicas` processes takes every `num_replicas`-th position of that permutation
     (starting at its `rank`): the shards are disjoint and together cover the set.
+
+    With `equal_shards` (training), the last `size % num_replicas` positions of each epoch's order
+    are left out, so that every process runs the same number of steps, as DDP requires. Evaluation
+    keeps every item: its shards may differ by one item, and its metrics count each exactly once.
     """
 
     def __init__(
@@ -154,10 +158,12 @@ class EpochBatchSampler:
         seed: int = 0,
         num_replicas: int = 1,
         rank: int = 0,
+        equal_shards: bool = False,
         device: torch.device | str = "cpu",
     ) -> None:
         self.size, self.batch_size, self.shuffle, self.seed = size, batch_size, shuffle, seed
         self.num_replicas, self.rank, self.device = num_replicas, rank, torch.device(device)
+        self.used = size - size % num_replicas if equal_shards else size  # positions of the order served
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -171,10 +177,10 @@ class EpochBatchSampler:
             order = torch.randperm(self.size, generator=generator)
         else:
             order = torch.arange(self.size)
-        return order[self.rank :: self.num_replicas].to(self.device)
+        return order[self.rank : self.used : self.num_replicas].to(self.device)
 
     def __len__(self) -> int:
-        shard_size = len(range(self.rank, self.size, self.num_replicas))
+        shard_size = len(range(self.rank, self.used, self.num_replicas))
         return -(-shard_size // self.batch_size)
 
     def __iter__(self) -> Iterator[Tensor]:
@@ -272,22 +278,23 @@ class MNISTDataModule(L.LightningDataModule):
         self.splits["test"] = (normalize((test := load_split(self.data_dir, train=False))[0]), test[1])
         self.splits = {name: (x.to(device), y.to(device)) for name, (x, y) in self.splits.items()}
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool = False) -> TensorLoader:
+    def _loader(self, split: str, batch_size: int, training: bool = False) -> TensorLoader:
         images, labels = self.splits[split]
         trainer = self.trainer
         sampler = EpochBatchSampler(
             len(images),
             batch_size,
-            shuffle=shuffle,
+            shuffle=training,
             seed=torch.initial_seed(),  # the run's seed, as set by seed_everything
             num_replicas=trainer.world_size if trainer else 1,
             rank=trainer.global_rank if trainer else 0,
+            equal_shards=training,
             device=images.device,
         )
         return TensorLoader(images, labels, sampler)
 
     def train_dataloader(self) -> TensorLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
+        return self._loader("train", self.batch_size, training=True)
 
     def val_dataloader(self) -> TensorLoader | list:
         return self._loader("val", self.eval_batch_size) if self.val_size else []

@@ -69,7 +69,8 @@ class TensorBoardMonitor(Callback):
         kept = sum(len(true) for _, true, _ in self.misclassified)
         if keep_misclassified and kept < self.max_images:
             wrong = (predictions != labels).nonzero().flatten()[: self.max_images - kept]
-            self.misclassified.append((images[wrong].cpu(), labels[wrong].cpu(), predictions[wrong].cpu()))
+            if len(wrong):
+                self.misclassified.append((images[wrong].cpu(), labels[wrong].cpu(), predictions[wrong].cpu()))
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if not trainer.sanity_checking:

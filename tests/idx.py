@@ -18,22 +18,22 @@ def write_idx(path: Path, array: np.ndarray) -> None:
     path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
 
 
-def synthetic_digits(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_digits(count: int, seed: int, noise: float = 20) -> tuple[np.ndarray, np.ndarray]:
     """`count` images (uint8, N x 28 x 28) and labels (0-9), each class a noisy copy of its own template."""
     templates = np.random.default_rng(1234).random((10, 28, 28)) > 0.8
     rng = np.random.default_rng(seed)
     labels = np.arange(count) % 10
     rng.shuffle(labels)
-    images = templates[labels] * rng.uniform(150, 255, (count, 1, 1)) + rng.normal(0, 20, (count, 28, 28))
+    images = templates[labels] * rng.uniform(150, 255, (count, 1, 1)) + rng.normal(0, noise, (count, 28, 28))
     return np.clip(images, 0, 255).astype(np.uint8), labels.astype(np.uint8)
 
 
-def write_mnist(data_dir: Path, train_size: int = 1200, test_size: int = 300) -> Path:
-    """Write the four MNIST files under `data_dir/MNIST/raw/` and return `data_dir`."""
+def write_mnist(data_dir: Path, train_size: int = 1200, test_size: int = 300, noise: float = 20) -> Path:
+    """Write the four MNIST files under `data_dir/MNIST/raw/` and return `data_dir`; more noise, harder digits."""
     raw = data_dir / "MNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     for prefix, size, seed in (("train", train_size, 0), ("t10k", test_size, 1)):
-        images, labels = synthetic_digits(size, seed)
+        images, labels = synthetic_digits(size, seed, noise)
         write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
     return data_dir

@@ -127,3 +127,11 @@ def test_shards_for_several_processes_are_disjoint_and_cover_the_set(replicas):
     assert torch.equal(torch.cat(shards).sort().values, torch.arange(1000))
     for rank, shard in enumerate(shards):
         assert len(EpochBatchSampler(1000, 64, True, 7, replicas, rank)) == -(-len(shard) // 64)
+
+
+def test_training_shards_are_equal_so_every_process_runs_the_same_steps():
+    shards = [EpochBatchSampler(1001, 64, True, 7, 3, rank, equal_shards=True) for rank in range(3)]
+    sizes = {len(epoch_order(shard, 1)) for shard in shards}
+    assert sizes == {333} and len({len(shard) for shard in shards}) == 1
+    served = torch.cat([epoch_order(shard, 1) for shard in shards])
+    assert len(served.unique()) == 999  # disjoint; the two left out change with the epoch's order
