@@ -17,7 +17,14 @@ gc.enable()
 
 def main() -> None:
     try:
-        MNISTCLI()
+        if sys.argv[1:2] == ["export"]:
+            from jsonargparse import CLI
+
+            from mnist_ann.export import export
+
+            CLI(export, args=sys.argv[2:])
+        else:
+            MNISTCLI()
     except UserError as error:  # the user's to fix: the message, without a traceback
         sys.exit(f"error: {error}")
 

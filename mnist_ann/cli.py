@@ -8,7 +8,7 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from mnist_ann.data import MNISTDataModule
-from mnist_ann.errors import CheckpointError, ConfigError
+from mnist_ann.errors import CheckpointError, ConfigError, DataError
 from mnist_ann.model import MNISTClassifier
 
 CHECKPOINT_ALIASES = ("best", "last")
@@ -44,28 +44,49 @@ class MNISTCLI(LightningCLI):
     def _resolve_ckpt_path(self, config) -> None:
         if config.get("weights_only") is None:  # unset: safe loading (Lightning would default to unsafe)
             config["weights_only"] = True
-        requested = config.get("ckpt_path")
-        if requested is None:
+        if config.get("ckpt_path") is None:
             return
-        if requested in CHECKPOINT_ALIASES:
-            roots = checkpoint_roots(config.trainer)
-            found = [path for root in roots if root.is_dir() for path in root.glob(f"**/{requested}.ckpt")]
-            if not found:
-                where = " or ".join(str(root) for root in roots)
-                raise CheckpointError(f"--ckpt_path {requested}: no {requested}.ckpt under {where}; run `fit` first")
-            config["ckpt_path"] = str(max(found, key=lambda path: path.stat().st_mtime))
-            rank_zero_info(f"--ckpt_path {requested} -> {config['ckpt_path']}")
-        check_checkpoint(Path(config["ckpt_path"]), weights_only=config["weights_only"])
+        path = resolve_checkpoint(config["ckpt_path"], config.trainer)
+        config["ckpt_path"] = str(path)
+        self._checkpoint_weights = check_checkpoint(path, weights_only=config["weights_only"])
 
-    def _check_optimizer(self) -> None:
+    def _check_before_running(self) -> None:
+        """What can only be checked once the model is built: its optimizer, and that the checkpoint fits it."""
         try:
             optimizer = self.model.configure_optimizers()
         except ValueError as error:  # torch's own message, e.g. "Invalid learning rate: -0.1"
             raise ConfigError(f"model.optimizer: {error}") from None
         if rates := [group["lr"] for group in optimizer.param_groups if not group["lr"] > 0]:
             raise ConfigError(f"model.optimizer: the learning rate must be positive, got {rates[0]}")
+        if weights := getattr(self, "_checkpoint_weights", None):
+            expected = {name: tuple(tensor.shape) for name, tensor in self.model.state_dict().items()}
+            found = {name: tuple(tensor.shape) for name, tensor in weights.items()}
+            if found != expected:
+                differences = sorted(set(found.items()) ^ set(expected.items()))[:4]
+                raise CheckpointError(
+                    f"{self.config_init[self.subcommand]['ckpt_path']} does not fit this model "
+                    f"(differs in {', '.join(f'{name} {shape}' for name, shape in differences)})"
+                )
 
-    before_fit = before_validate = before_test = before_predict = _check_optimizer
+    before_fit = before_validate = before_test = before_predict = _check_before_running
+
+    def after_predict(self) -> None:
+        if failures := self.datamodule.predict_failures:
+            raise DataError(f"{len(failures)} of the files given could not be predicted (see the messages above)")
+
+
+def resolve_checkpoint(requested: str, trainer) -> Path:
+    """`best` / `last`: the newest such file of the runs under `trainer`'s logger folders; else the path itself."""
+    if requested not in CHECKPOINT_ALIASES:
+        return Path(requested)
+    roots = checkpoint_roots(trainer)
+    found = [path for root in roots if root.is_dir() for path in root.glob(f"**/{requested}.ckpt")]
+    if not found:
+        where = " or ".join(str(root) for root in roots)
+        raise CheckpointError(f"--ckpt_path {requested}: no {requested}.ckpt under {where}; run `fit` first")
+    path = max(found, key=lambda path: path.stat().st_mtime)
+    rank_zero_info(f"--ckpt_path {requested} -> {path}")
+    return path
 
 
 def checkpoint_roots(trainer) -> list[Path]:
@@ -87,8 +108,8 @@ def checkpoint_roots(trainer) -> list[Path]:
     return list(dict.fromkeys(roots))
 
 
-def check_checkpoint(path: Path, weights_only: bool = True) -> None:
-    """Load a checkpoint once, as Lightning will, to turn any failure into one clear message."""
+def check_checkpoint(path: Path, weights_only: bool = True) -> dict:
+    """Load a checkpoint once, as Lightning will, to turn any failure into one clear message; its weights."""
     if not path.is_file():
         raise CheckpointError(f"--ckpt_path {path}: no such checkpoint file")
     try:
@@ -103,3 +124,4 @@ def check_checkpoint(path: Path, weights_only: bool = True) -> None:
         raise CheckpointError(f"cannot read checkpoint {path}: {error}; it is truncated or not a checkpoint") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path} is not a Lightning checkpoint of this model (it has no state_dict)")
+    return checkpoint["state_dict"]

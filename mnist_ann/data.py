@@ -7,6 +7,7 @@ textbook pipeline, where a step of this model costs about a millisecond of arith
 """
 
 import hashlib
+import logging
 import math
 import os
 import struct
@@ -22,6 +23,9 @@ from torchvision.datasets import MNIST
 from torchvision.transforms.v2 import functional as F
 
 from mnist_ann.errors import ConfigError, DataError, MNISTNotFoundError
+from mnist_ann.images import ImageError, find_images, load_image, prepare
+
+log = logging.getLogger(__name__)
 
 DATA_DIR_ENV = "MNIST_ANN_DATA_DIR"
 DEFAULT_DATA_DIR = "data"
@@ -232,6 +236,8 @@ class MNISTDataModule(L.LightningDataModule):
         val_size: images carved out of the training set for validation, the same ones on every run; 0 for none.
         split_seed: seed of that carve-out.
         download: fetch the files with torchvision when they are missing.
+        predict_files: image files, or folders of them, for `predict` (prepared MNIST-style by
+            `mnist_ann.images`); unset, `predict` runs on the MNIST test images.
     """
 
     def __init__(
@@ -242,6 +248,7 @@ class MNISTDataModule(L.LightningDataModule):
         val_size: int = 5_000,
         split_seed: int = 12345,
         download: bool = True,
+        predict_files: list[str] | None = None,
     ) -> None:
         super().__init__()
         for name, size in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -257,16 +264,41 @@ class MNISTDataModule(L.LightningDataModule):
         self.hparams["data_dir"] = str(self.data_dir)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.split_seed, self.download = val_size, split_seed, download
+        self.predict_files = predict_files
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
+        # For `predict`: a name per item (its file), and one message per file that could not be used.
+        self.predict_names: list[str] = []
+        self.predict_failures: list[str] = []
+
+    def _predicting_files(self, stage: str | None = None) -> bool:
+        predicting = stage == "predict" or (self.trainer is not None and self.trainer.predicting)
+        return predicting and bool(self.predict_files)
 
     def prepare_data(self) -> None:
-        ensure_mnist(self.data_dir, self.download)
+        if not self._predicting_files():
+            ensure_mnist(self.data_dir, self.download)
 
     def setup(self, stage: str) -> None:
-        if self.splits:
-            return
-        ensure_mnist(self.data_dir, download=False)
         device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
+        if self._predicting_files(stage):
+            self._setup_predict_files(device)
+        elif not self.splits:
+            self._setup_mnist(device)
+
+    def _setup_predict_files(self, device: torch.device) -> None:
+        digits, self.predict_names, self.predict_failures = [], [], []
+        for path in find_images(self.predict_files):
+            try:
+                digits.append(prepare(load_image(path), str(path)))
+                self.predict_names.append(str(path))
+            except ImageError as error:
+                self.predict_failures.append(str(error))
+                log.warning(f"skipped {error}")
+        images = normalize(torch.stack(digits)) if digits else torch.empty(0, 1, 28, 28)
+        self.splits["predict"] = images.to(device), torch.arange(len(images), device=device)
+
+    def _setup_mnist(self, device: torch.device) -> None:
+        ensure_mnist(self.data_dir, download=False)
         images, labels = load_split(self.data_dir, train=True)
         if self.val_size >= len(images):
             raise ConfigError(f"data.val_size={self.val_size} leaves no training images out of {len(images)}")
@@ -276,6 +308,9 @@ class MNISTDataModule(L.LightningDataModule):
         self.splits["train"] = images[train_index], labels[train_index]
         self.splits["val"] = images[val_index], labels[val_index]
         self.splits["test"] = (normalize((test := load_split(self.data_dir, train=False))[0]), test[1])
+        # Predicting on the test images: the second item of each batch is the image's index, not its label.
+        self.splits["predict"] = self.splits["test"][0], torch.arange(len(test[1]))
+        self.predict_names = [f"MNIST test image {index}" for index in range(len(test[1]))]
         self.splits = {name: (x.to(device), y.to(device)) for name, (x, y) in self.splits.items()}
 
     def _loader(self, split: str, batch_size: int, training: bool = False) -> TensorLoader:
@@ -303,4 +338,4 @@ class MNISTDataModule(L.LightningDataModule):
         return self._loader("test", self.eval_batch_size)
 
     def predict_dataloader(self) -> TensorLoader:
-        return self._loader("test", self.eval_batch_size)
+        return self._loader("predict", self.eval_batch_size)

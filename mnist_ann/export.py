@@ -1,0 +1,60 @@
+"""`mnist-ann export`: the trained network as files that run without this package.
+
+- `model.pt2`: a `torch.export` program; `torch.export.load("model.pt2").module()(images)`.
+- `model.onnx` (needs the `onnx` extra): for onnxruntime and other ONNX runtimes.
+
+Both take a batch of normalized images, float32 of shape (N, 1, 28, 28) with any N, and return the
+logits (N, 10): apply softmax for probabilities. Normalized means `(pixels / 255 - 0.5) / 0.5`
+with white ink on black, as `mnist_ann.images.prepare` makes them.
+"""
+
+from pathlib import Path
+
+import torch
+from torch.export import Dim
+
+from mnist_ann.cli import check_checkpoint, resolve_checkpoint
+from mnist_ann.errors import ConfigError
+from mnist_ann.model import MNISTClassifier
+
+
+def export(ckpt_path: str = "best", output_dir: str = "export", onnx: bool = True) -> list[Path]:
+    """Export a checkpoint's network.
+
+    Args:
+        ckpt_path: the checkpoint to export (loaded with weights_only=True); `best` or `last`: the
+            newest such checkpoint under lightning_logs/.
+        output_dir: folder for model.pt2 and model.onnx.
+        onnx: also write model.onnx (needs `pip install 'mnist-ann[onnx]'`).
+    """
+    path = resolve_checkpoint(ckpt_path, {})
+    check_checkpoint(path)
+    network = MNISTClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=True).net.eval()
+    example = torch.zeros(2, 1, 28, 28)
+    batch = {0: Dim("batch", min=1)}
+    folder = Path(output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    program = torch.export.export(network, (example,), dynamic_shapes=(batch,))
+    torch.export.save(program, folder / "model.pt2")
+    written = [folder / "model.pt2"]
+    if onnx:
+        try:
+            import onnxscript  # noqa: F401  (the ONNX exporter needs it)
+        except ImportError:
+            raise ConfigError(
+                "--onnx needs the onnx extra: pip install 'mnist-ann[onnx]' (or pass --onnx false)"
+            ) from None
+        torch.onnx.export(
+            network,
+            (example,),
+            folder / "model.onnx",
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_shapes=(batch,),
+            dynamo=True,
+        )
+        written.append(folder / "model.onnx")
+    for path in written:
+        print(f"wrote {path}")
+    return written

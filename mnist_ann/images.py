@@ -1,0 +1,100 @@
+"""Turn a user's picture of a digit into an MNIST-style model input.
+
+MNIST digits are white ink on black, anti-aliased, scaled to fit a 20x20 box with their aspect
+ratio kept, and placed in a 28x28 frame so that their centre of mass is at the centre. A photo or
+a paint-program drawing (dark ink on white, any size, off-centre, with margins) is classified
+badly unless it is prepared the same way, which is what `prepare` does. MNIST's own images come
+through it unchanged in substance.
+"""
+
+import warnings
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
+from torchvision.transforms.v2 import functional as F
+
+from mnist_ann.errors import DataError
+
+BOX, FRAME = 20, 28
+MAX_PIXELS = 50_000_000  # larger is refused before decoding: a decompression bomb, or no digit anyone drew
+BLANK_CONTRAST = 0.1  # ink must differ from the background by a tenth of the grey scale at least
+INK_THRESHOLD = 0.25  # of the strongest ink: fainter pixels are noise when finding the digit's box
+
+
+class ImageError(DataError):
+    """An image file that cannot be read or holds no digit."""
+
+
+def load_image(path: Path) -> Image.Image:
+    """Open any image Pillow reads, refusing enormous ones before their pixels are decoded."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            if image.width * image.height > MAX_PIXELS:
+                raise ImageError(f"{path}: {image.width}x{image.height} pixels, more than the {MAX_PIXELS:,} accepted")
+            image.load()
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
+        raise ImageError(f"{path}: refused as a decompression bomb ({error})") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image Pillow can read") from None
+    except OSError as error:  # truncated or corrupt data
+        raise ImageError(f"{path}: corrupt or truncated image ({error})") from None
+    return ImageOps.exif_transpose(image)
+
+
+def to_grey(image: Image.Image) -> Tensor:
+    """Greyscale in [0, 1], shape (H, W), with any transparency composited onto white paper."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        paper = Image.new("RGBA", image.size, "white")
+        image = Image.alpha_composite(paper, image.convert("RGBA"))
+    return F.to_dtype(F.pil_to_tensor(image.convert("L")), torch.float32, scale=True)[0]
+
+
+def prepare(image: Image.Image, name: str = "image") -> Tensor:
+    """An MNIST-style uint8 digit (28, 28): bright ink on black, fitted to 20x20, centred by its mass."""
+    grey = to_grey(image)
+    border = torch.cat([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    background = border.median()
+    ink = (grey - background).abs()  # distance from the paper's shade: bright ink on black either way
+    if ink.max() < BLANK_CONTRAST:
+        raise ImageError(f"{name}: no digit found (the image is blank)")
+    rows, columns = (ink >= INK_THRESHOLD * ink.max()).nonzero(as_tuple=True)
+    digit = ink[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+    digit = digit / digit.max()
+
+    height, width = digit.shape
+    scale = BOX / max(height, width)
+    size = [max(1, round(height * scale)), max(1, round(width * scale))]
+    digit = F.resize(digit[None], size, antialias=True)[0].clamp(0, 1)
+
+    # Centre of mass to (14, 14), where MNIST puts it: place the box, then shift by the offset left.
+    frame = torch.zeros(FRAME, FRAME)
+    top, left = (FRAME - size[0]) // 2, (FRAME - size[1]) // 2
+    frame[top : top + size[0], left : left + size[1]] = digit
+    mass = frame.sum()
+    grid = torch.arange(FRAME, dtype=torch.float32)
+    centre_row, centre_column = (frame.sum(1) @ grid) / mass, (frame.sum(0) @ grid) / mass
+    # Clamped so that the box stays inside the frame (the shift never wraps ink around an edge).
+    shift_rows = min(max(round(FRAME / 2 - centre_row.item()), -top), FRAME - top - size[0])
+    shift_columns = min(max(round(FRAME / 2 - centre_column.item()), -left), FRAME - left - size[1])
+    frame = torch.roll(frame, shifts=(shift_rows, shift_columns), dims=(0, 1))
+    return (frame * 255).round().to(torch.uint8)
+
+
+IMAGE_SUFFIXES = {e for e, format_ in Image.registered_extensions().items() if format_ in Image.OPEN}
+
+
+def find_images(paths: list[str]) -> list[Path]:
+    """The files named, and the image files (by suffix) inside the folders named, in a stable order."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise ImageError(f"{path}: no such file or folder")
+    return found

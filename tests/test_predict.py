@@ -1,0 +1,181 @@
+"""`predict` on users' image files, and `export` to files that run without this package."""
+
+import csv
+import json
+import random
+import subprocess
+import sys
+
+import lightning as L
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+from PIL import Image
+
+from mnist_ann.data import MNISTDataModule, load_split, normalize
+from mnist_ann.export import export
+from mnist_ann.model import MNISTClassifier
+from tests.conftest import REPO
+
+CONFIG = str(REPO / "configs" / "default.yaml")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(synthetic_data_dir, tmp_path_factory):
+    L.seed_everything(0)
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    trainer.fit(MNISTClassifier(), MNISTDataModule(synthetic_data_dir, val_size=200))
+    path = tmp_path_factory.mktemp("model") / "model.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
+def user_picture(digit: np.ndarray, rng: random.Random) -> Image.Image:
+    """An MNIST digit as a user might draw it: dark ink on light paper, 4-8x larger, off-centre."""
+    side = round(28 * rng.uniform(4, 8))
+    ink = Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC)  # bright where the ink is
+    canvas = rng.randint(256, 400)
+    paper = Image.new("L", (canvas, canvas), rng.randint(200, 255))
+    left, top = rng.randint(0, canvas - side), rng.randint(0, canvas - side)
+    paper.paste(0, (left, top, left + side, top + side), mask=ink)  # black ink, as opaque as the digit is bright
+    return paper
+
+
+def test_predict_writes_a_row_per_image_and_names_each_bad_file(checkpoint, synthetic_data_dir, tmp_path):
+    images, labels = load_split(synthetic_data_dir, train=False)
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    rng = random.Random(0)
+    for index in range(6):
+        user_picture(images[index].numpy(), rng).save(folder / f"{index}_label{labels[index]}.png")
+    (folder / "blank.png").write_bytes(b"")  # an empty file under an image name
+    Image.new("L", (64, 64), 255).save(folder / "white.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    output = tmp_path / "predictions.csv"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mnist_ann",
+            "predict",
+            "--config",
+            CONFIG,
+            "--ckpt_path",
+            str(checkpoint),
+            "--data.predict_files",
+            f"[{folder}]",
+            "--trainer.callbacks.output",
+            str(output),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1, result.stderr[-3000:]  # not every file could be predicted
+    for bad, why in (
+        ("blank.png", "not an image"),
+        ("white.png", "no digit found"),
+        ("broken.jpg", "corrupt or truncated image"),
+    ):
+        assert f"{folder / bad}: {why}" in result.stderr
+    assert "3 of the files given could not be predicted" in result.stderr
+    rows = list(csv.DictReader(output.open()))
+    assert len(rows) == 6 and all(row["file"] in result.stdout for row in rows)
+    for row in rows:
+        probabilities = [float(row[f"p{digit}"]) for digit in range(10)]
+        assert abs(sum(probabilities) - 1) < 1e-4 and float(row["probability"]) == max(probabilities)
+
+
+def test_predict_on_the_mnist_test_images_as_json_lines(checkpoint, synthetic_data_dir, tmp_path, monkeypatch):
+    from mnist_ann.__main__ import main
+
+    output = tmp_path / "predictions.jsonl"
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "mnist-ann",
+            "predict",
+            "--config",
+            CONFIG,
+            "--ckpt_path",
+            str(checkpoint),
+            "--data.data_dir",
+            str(synthetic_data_dir),
+            "--data.val_size",
+            "200",
+            "--trainer.callbacks.output",
+            str(output),
+        ],
+    )
+    monkeypatch.chdir(tmp_path)
+    main()
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    assert len(rows) == 300 and rows[0]["file"] == "MNIST test image 0"
+    labels = load_split(synthetic_data_dir, train=False)[1].tolist()
+    accuracy = np.mean([row["digit"] == label for row, label in zip(rows, labels, strict=True)])
+    assert accuracy > 0.9
+
+
+def test_user_pictures_of_real_mnist_digits_lose_at_most_2_points(real_data_dir, tmp_path, monkeypatch):
+    from mnist_ann.__main__ import main
+
+    L.seed_everything(42)  # the recipe, for 2 epochs
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    model = MNISTClassifier()
+    trainer.fit(model, MNISTDataModule(real_data_dir, download=False))
+    trainer.save_checkpoint(tmp_path / "recipe.ckpt")
+
+    images, labels = load_split(real_data_dir, train=False)
+    chosen = torch.randperm(len(labels), generator=torch.Generator().manual_seed(1))[:1000]
+    model.eval()
+    with torch.no_grad():
+        original = (model(normalize(images[chosen])).argmax(1) == labels[chosen]).float().mean().item()
+
+    folder, rng = tmp_path / "pictures", random.Random(2)
+    folder.mkdir()
+    for index in chosen.tolist():
+        suffix = ".jpg" if index % 3 == 0 else ".png"  # a third as JPEG, with its artefacts
+        user_picture(images[index].numpy(), rng).save(folder / f"{index:05d}_label{labels[index]}{suffix}")
+    output = tmp_path / "predictions.csv"
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "mnist-ann",
+            "predict",
+            "--config",
+            CONFIG,
+            "--ckpt_path",
+            str(tmp_path / "recipe.ckpt"),
+            "--data.predict_files",
+            f"[{folder}]",
+            "--trainer.callbacks.output",
+            str(output),
+            "--trainer.callbacks.console",
+            "false",
+        ],
+    )
+    monkeypatch.chdir(tmp_path)
+    main()
+    rows = list(csv.DictReader(output.open()))
+    assert len(rows) == 1000
+    pictures = np.mean([int(row["digit"]) == int(row["file"].split("label")[1][0]) for row in rows])
+    print(f"accuracy on 1000 MNIST test digits: originals {original:.2%}, as user pictures {pictures:.2%}")
+    assert pictures >= original - 0.02
+
+
+def test_exported_onnx_and_pt2_give_the_checkpoints_logits(checkpoint, synthetic_data_dir, tmp_path):
+    written = export(str(checkpoint), output_dir=str(tmp_path))
+    assert sorted(path.name for path in written) == ["model.onnx", "model.pt2"]
+    images = normalize(load_split(synthetic_data_dir, train=False)[0][:37])  # an odd batch size: dynamic
+    with torch.no_grad():
+        expected = MNISTClassifier.load_from_checkpoint(checkpoint, weights_only=True).eval()(images).numpy()
+
+    program = torch.export.load(tmp_path / "model.pt2").module()
+    np.testing.assert_allclose(program(images).detach().numpy(), expected, atol=1e-5, rtol=0)
+    session = onnxruntime.InferenceSession(tmp_path / "model.onnx", providers=["CPUExecutionProvider"])
+    [logits] = session.run(["logits"], {"images": images.numpy()})
+    np.testing.assert_allclose(logits, expected, atol=1e-5, rtol=0)
