@@ -139,8 +139,9 @@ class TensorBoardMonitor(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         # At the epoch's last step, while its gradients still exist: validation sets them to None before the epoch ends.
-        last_step = batch_idx + 1 == trainer.num_training_batches
-        if not (self.histograms and last_step and (writer := self._writer(trainer))):
+        if not (self.histograms and batch_idx + 1 == trainer.num_training_batches):
+            return
+        if not (writer := self._writer(trainer)):
             return
         for name, parameter in pl_module.named_parameters():
             writer.add_histogram(f"weights/{name}", parameter, trainer.global_step)
