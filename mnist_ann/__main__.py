@@ -8,6 +8,8 @@ import sys
 # Start-up leaves little garbage: skip collecting during it, and freeze what it built out of every
 # later collection.
 gc.disable()
+from tqdm import tqdm  # noqa: E402
+
 from mnist_ann.cli import MNISTCLI  # noqa: E402
 from mnist_ann.errors import UserError  # noqa: E402
 
@@ -26,6 +28,9 @@ def main() -> None:
         else:
             MNISTCLI()
     except UserError as error:  # the user's to fix: the message, without a traceback
+        for bar in list(tqdm._instances):  # a run stopped mid-epoch leaves its progress bar open: close it first,
+            bar.leave = False  # so that the message is the last thing printed
+            bar.close()
         sys.exit(f"error: {error}")
 
 
