@@ -101,7 +101,8 @@ def check_idx(path: Path, shape_tail: tuple[int, ...]) -> int:
         raise DataError(f"{path}: items of shape {shape[1:]}, expected {shape_tail} (28x28 images)")
     expected = len(header) + math.prod(shape)
     if size != expected:
-        raise DataError(f"{path}: {size} bytes, but its header announces {shape} = {expected} bytes; it is truncated")
+        damage = "it is truncated" if size < expected else "it has bytes beyond the data"
+        raise DataError(f"{path}: {size} bytes, but its header announces {shape} = {expected} bytes; {damage}")
     return shape[0]
 
 
