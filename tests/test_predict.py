@@ -31,6 +31,20 @@ def checkpoint(synthetic_data_dir, tmp_path_factory):
     return path
 
 
+def predict_rows(monkeypatch, workdir, output, *args: str) -> list[dict]:
+    """`mnist-ann predict` through the real entry point, in this process; the rows it wrote to `output`."""
+    from mnist_ann.__main__ import main
+
+    monkeypatch.chdir(workdir)
+    monkeypatch.setattr(
+        sys, "argv", ["mnist-ann", "predict", "--config", CONFIG, *args, "--trainer.callbacks.output", str(output)]
+    )
+    main()
+    if output.suffix == ".csv":
+        return list(csv.DictReader(output.open()))
+    return [json.loads(line) for line in output.read_text().splitlines()]
+
+
 def user_picture(digit: np.ndarray, rng: random.Random) -> Image.Image:
     """An MNIST digit as a user might draw it: dark ink on light paper, 4-8x larger, off-centre."""
     side = round(28 * rng.uniform(4, 8))
@@ -89,30 +103,8 @@ def test_predict_writes_a_row_per_image_and_names_each_bad_file(checkpoint, synt
 
 
 def test_predict_on_the_mnist_test_images_as_json_lines(checkpoint, synthetic_data_dir, tmp_path, monkeypatch):
-    from mnist_ann.__main__ import main
-
-    output = tmp_path / "predictions.jsonl"
-    monkeypatch.setattr(
-        sys,
-        "argv",
-        [
-            "mnist-ann",
-            "predict",
-            "--config",
-            CONFIG,
-            "--ckpt_path",
-            str(checkpoint),
-            "--data.data_dir",
-            str(synthetic_data_dir),
-            "--data.val_size",
-            "200",
-            "--trainer.callbacks.output",
-            str(output),
-        ],
-    )
-    monkeypatch.chdir(tmp_path)
-    main()
-    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    data = ["--data.data_dir", str(synthetic_data_dir), "--data.val_size", "200"]
+    rows = predict_rows(monkeypatch, tmp_path, tmp_path / "predictions.jsonl", "--ckpt_path", str(checkpoint), *data)
     assert len(rows) == 300 and rows[0]["file"] == "MNIST test image 0"
     labels = load_split(synthetic_data_dir, train=False)[1].tolist()
     accuracy = np.mean([row["digit"] == label for row, label in zip(rows, labels, strict=True)])
@@ -120,13 +112,12 @@ def test_predict_on_the_mnist_test_images_as_json_lines(checkpoint, synthetic_da
 
 
 def test_user_pictures_of_real_mnist_digits_lose_at_most_2_points(real_data_dir, tmp_path, monkeypatch):
-    from mnist_ann.__main__ import main
-
     L.seed_everything(42)  # the recipe, for 2 epochs
     trainer = L.Trainer(max_epochs=2, logger=False, enable_progress_bar=False, enable_checkpointing=False)
     model = MNISTClassifier()
     trainer.fit(model, MNISTDataModule(real_data_dir, download=False))
-    trainer.save_checkpoint(tmp_path / "recipe.ckpt")
+    checkpoint = tmp_path / "recipe.ckpt"
+    trainer.save_checkpoint(checkpoint)
 
     images, labels = load_split(real_data_dir, train=False)
     chosen = torch.randperm(len(labels), generator=torch.Generator().manual_seed(1))[:1000]
@@ -139,28 +130,8 @@ def test_user_pictures_of_real_mnist_digits_lose_at_most_2_points(real_data_dir,
     for index in chosen.tolist():
         suffix = ".jpg" if index % 3 == 0 else ".png"  # a third as JPEG, with its artefacts
         user_picture(images[index].numpy(), rng).save(folder / f"{index:05d}_label{labels[index]}{suffix}")
-    output = tmp_path / "predictions.csv"
-    monkeypatch.setattr(
-        sys,
-        "argv",
-        [
-            "mnist-ann",
-            "predict",
-            "--config",
-            CONFIG,
-            "--ckpt_path",
-            str(tmp_path / "recipe.ckpt"),
-            "--data.predict_files",
-            f"[{folder}]",
-            "--trainer.callbacks.output",
-            str(output),
-            "--trainer.callbacks.console",
-            "false",
-        ],
-    )
-    monkeypatch.chdir(tmp_path)
-    main()
-    rows = list(csv.DictReader(output.open()))
+    files = ["--data.predict_files", f"[{folder}]", "--trainer.callbacks.console", "false"]
+    rows = predict_rows(monkeypatch, tmp_path, tmp_path / "predictions.csv", "--ckpt_path", str(checkpoint), *files)
     assert len(rows) == 1000
     pictures = np.mean([int(row["digit"]) == int(row["file"].split("label")[1][0]) for row in rows])
     print(f"accuracy on 1000 MNIST test digits: originals {original:.2%}, as user pictures {pictures:.2%}")
@@ -179,3 +150,25 @@ def test_exported_onnx_and_pt2_give_the_checkpoints_logits(checkpoint, synthetic
     session = onnxruntime.InferenceSession(tmp_path / "model.onnx", providers=["CPUExecutionProvider"])
     [logits] = session.run(["logits"], {"images": images.numpy()})
     np.testing.assert_allclose(logits, expected, atol=1e-5, rtol=0)
+
+
+def test_export_command_line(checkpoint, tmp_path, monkeypatch, capsys):
+    from mnist_ann.__main__ import main
+
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "mnist-ann",
+            "export",
+            "--ckpt_path",
+            str(checkpoint),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--onnx",
+            "false",
+        ],
+    )
+    main()
+    assert f"wrote {tmp_path / 'out' / 'model.pt2'}" in capsys.readouterr().out
+    assert not (tmp_path / "out" / "model.onnx").exists()
