@@ -10,6 +10,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from mnist_ann.data import MNISTDataModule
 from mnist_ann.errors import CheckpointError, ConfigError, DataError
 from mnist_ann.model import MNISTClassifier
+from mnist_ann.predictions import PredictionWriter
 
 CHECKPOINT_ALIASES = ("best", "last")
 
@@ -68,7 +69,12 @@ class MNISTCLI(LightningCLI):
                     f"(differs in {', '.join(f'{name} {shape}' for name, shape in differences)})"
                 )
 
-    before_fit = before_validate = before_test = before_predict = _check_before_running
+    before_fit = before_validate = before_test = _check_before_running
+
+    def before_predict(self) -> None:
+        self._check_before_running()
+        if not any(isinstance(callback, PredictionWriter) for callback in self.trainer.callbacks):
+            self.trainer.callbacks.append(PredictionWriter())  # without a config: the rows on the console
 
     def after_predict(self) -> None:
         if failures := self.datamodule.predict_failures:

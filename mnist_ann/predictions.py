@@ -39,7 +39,7 @@ class PredictionWriter(BasePredictionWriter):
         if self._file and self.output.suffix == ".csv":
             csv.writer(self._file).writerow(COLUMNS)
         if self.console:
-            print(f"{'file':<40} digit  probability", file=sys.stdout)
+            self._print(trainer, f"{'file':<40} digit  probability")
 
     def write_on_batch_end(
         self, trainer, pl_module, prediction: dict[str, Tensor], batch_indices, batch, batch_idx, dataloader_idx
@@ -50,11 +50,19 @@ class PredictionWriter(BasePredictionWriter):
         ):
             row = [names[key], digit, probabilities[digit], *probabilities]
             if self.console:
-                print(f"{names[key]:<40} {digit:>5}  {probabilities[digit]:>11.4f}", file=sys.stdout)
+                self._print(trainer, f"{names[key]:<40} {digit:>5}  {probabilities[digit]:>11.4f}")
             if self._file and self.output.suffix == ".csv":
                 csv.writer(self._file).writerow([*row[:2], *(f"{p:.6f}" for p in row[2:])])
             elif self._file:
                 self._file.write(json.dumps(dict(zip(COLUMNS, row, strict=True))) + "\n")
+
+    @staticmethod
+    def _print(trainer: L.Trainer, line: str) -> None:
+        """A whole line on stdout, above the progress bar rather than through it."""
+        if bar := trainer.progress_bar_callback:
+            bar.print(line)
+        else:
+            print(line, file=sys.stdout)
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._file:

@@ -102,6 +102,30 @@ def test_predict_writes_a_row_per_image_and_names_each_bad_file(checkpoint, synt
         assert abs(sum(probabilities) - 1) < 1e-4 and float(row["probability"]) == max(probabilities)
 
 
+def test_predict_without_a_config_prints_the_rows(checkpoint, synthetic_data_dir, tmp_path):
+    picture = tmp_path / "digit.png"
+    user_picture(load_split(synthetic_data_dir, train=False)[0][0].numpy(), random.Random(0)).save(picture)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mnist_ann",
+            "predict",
+            "--ckpt_path",
+            str(checkpoint),
+            "--data.predict_files",
+            f"[{picture}]",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    [row] = [line.split() for line in result.stdout.splitlines() if line.startswith(str(picture))]
+    assert row[1] in "0123456789" and 0.1 < float(row[2]) <= 1  # (synthetic patterns are no real digits)
+
+
 def test_predict_on_the_mnist_test_images_as_json_lines(checkpoint, synthetic_data_dir, tmp_path, monkeypatch):
     data = ["--data.data_dir", str(synthetic_data_dir), "--data.val_size", "200"]
     rows = predict_rows(monkeypatch, tmp_path, tmp_path / "predictions.jsonl", "--ckpt_path", str(checkpoint), *data)
