@@ -6,6 +6,7 @@ removes the per-sample Python work (PIL conversion, transforms, collation) that 
 textbook pipeline, where a step of this model costs about a millisecond of arithmetic.
 """
 
+import gzip
 import hashlib
 import logging
 import math
@@ -19,7 +20,7 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor
-from torchvision.datasets import MNIST
+from torchvision.datasets import MNIST, FashionMNIST
 from torchvision.transforms.v2 import functional as F
 
 from mnist_ann.errors import ConfigError, DataError, MNISTNotFoundError
@@ -56,54 +57,74 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
     return Path(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
 
 
-def raw_folder(data_dir: Path) -> Path:
-    """Where torchvision keeps (and looks for) the four uncompressed MNIST files."""
-    return data_dir / "MNIST" / "raw"
+# Datasets torchvision downloads, in its layout: <data_dir>/<class name>/raw/. Anything else given as
+# `data.dataset` is a folder holding the four files itself, gzipped or not.
+DATASETS = {"mnist": MNIST, "fashion-mnist": FashionMNIST}
+DIGITS = [str(digit) for digit in range(10)]
 
 
-def missing_files(data_dir: Path) -> list[str]:
-    return [name for name in MNIST_FILES if not (raw_folder(data_dir) / name).is_file()]
+def raw_folder(data_dir: Path, dataset: str = "mnist") -> Path:
+    """Where the four IDX files of `dataset` are (torchvision keeps and looks for them there)."""
+    return data_dir / DATASETS[dataset].__name__ / "raw" if dataset in DATASETS else Path(dataset)
 
 
-def ensure_mnist(data_dir: Path, download: bool = True) -> None:
-    """Make sure the four MNIST files are in `data_dir`, downloading them only when they are missing."""
-    if not missing_files(data_dir):
+def class_names(dataset: str) -> list[str]:
+    return DATASETS[dataset].classes if dataset == "fashion-mnist" else DIGITS
+
+
+def idx_path(folder: Path, name: str) -> Path | None:
+    """The file `name` in `folder`, or its gzipped copy `name.gz`; None when neither is there."""
+    return next((path for path in (folder / name, folder / f"{name}.gz") if path.is_file()), None)
+
+
+def missing_files(folder: Path) -> list[str]:
+    return [name for name in MNIST_FILES if idx_path(folder, name) is None]
+
+
+def ensure_mnist(data_dir: Path, download: bool = True, dataset: str = "mnist") -> None:
+    """Make sure the four files of `dataset` are there, downloading them only when they are missing."""
+    folder = raw_folder(data_dir, dataset)
+    if not missing_files(folder):
         return
     reason = "downloading is switched off (data.download: false)"
-    if download:
+    if dataset not in DATASETS:
+        reason = "a folder given as data.dataset is never downloaded into"
+    elif download:
         try:
-            MNIST(data_dir, download=True)
+            DATASETS[dataset](data_dir, download=True)
         except (OSError, RuntimeError) as error:  # torchvision reports each failed mirror in one RuntimeError
             reason = f"the download failed: {str(error).strip().splitlines()[-1]}"
-    if missing := missing_files(data_dir):
+    if missing := missing_files(folder):
+        title = DATASETS[dataset].__name__ if dataset in DATASETS else "IDX data"
         raise MNISTNotFoundError(
-            f"MNIST not found in {raw_folder(data_dir).resolve()}: missing {', '.join(missing)}, and {reason}. "
-            f"Put the four files {', '.join(MNIST_FILES)} (uncompressed) in that folder, or point "
-            f"--data.data_dir (or ${DATA_DIR_ENV}) at a folder holding MNIST/raw/, or run once with network access."
+            f"{title} not found in {folder.resolve()}: missing {', '.join(missing)}, and {reason}. "
+            f"Put the four files {', '.join(MNIST_FILES)} (uncompressed, or each as .gz) in that folder, or "
+            f"point --data.data_dir (or ${DATA_DIR_ENV}) at a folder holding {title}/raw/, or run once with "
+            "network access."
         )
 
 
-def check_idx(path: Path, shape_tail: tuple[int, ...]) -> int:
-    """Check an IDX file's magic number, dimensions and length; return how many items it holds."""
+def read_idx(path: Path, shape_tail: tuple[int, ...]) -> Tensor:
+    """An IDX file of unsigned bytes (gzipped or not) as a uint8 tensor, after checking its magic
+    number, dimensions and length."""
+    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     ndim = 1 + len(shape_tail)
-    with path.open("rb") as file:
-        header = file.read(4 + 4 * ndim)
-    size = path.stat().st_size
-    if len(header) < 4 + 4 * ndim:
-        raise DataError(f"{path}: only {size} bytes, too short even for an IDX header; the file is truncated")
-    if header[:4] != bytes([0, 0, 0x08, ndim]):
+    header_size = 4 + 4 * ndim
+    if len(data) < header_size:
+        raise DataError(f"{path}: only {len(data)} bytes, too short even for an IDX header; the file is truncated")
+    if data[:4] != bytes([0, 0, 0x08, ndim]):
         raise DataError(
-            f"{path}: not an IDX file of {ndim}-dimensional unsigned bytes: magic number {header[:4].hex()}, "
-            f"expected 0000080{ndim}; it may be compressed (.gz) or another file under this name"
+            f"{path}: not an IDX file of {ndim}-dimensional unsigned bytes: magic number {data[:4].hex()}, "
+            f"expected 0000080{ndim}; it may be compressed without a .gz name, or another file under this name"
         )
-    shape = struct.unpack(f">{ndim}I", header[4:])
+    shape = struct.unpack(f">{ndim}I", data[4:header_size])
     if shape[1:] != shape_tail:
         raise DataError(f"{path}: items of shape {shape[1:]}, expected {shape_tail} (28x28 images)")
-    expected = len(header) + math.prod(shape)
-    if size != expected:
-        damage = "it is truncated" if size < expected else "it has bytes beyond the data"
-        raise DataError(f"{path}: {size} bytes, but its header announces {shape} = {expected} bytes; {damage}")
-    return shape[0]
+    expected = header_size + math.prod(shape)
+    if len(data) != expected:
+        damage = "it is truncated" if len(data) < expected else "it has bytes beyond the data"
+        raise DataError(f"{path}: {len(data)} bytes, but its header announces {shape} = {expected} bytes; {damage}")
+    return torch.frombuffer(bytearray(data[header_size:]), dtype=torch.uint8).view(shape)
 
 
 def warn_unless_published(path: Path) -> None:
@@ -118,22 +139,25 @@ def warn_unless_published(path: Path) -> None:
         )
 
 
-def load_split(data_dir: Path, train: bool) -> tuple[Tensor, Tensor]:
-    """Check, then read one split with torchvision (no network): uint8 images (N, 28, 28), int64 labels (N,)."""
+def load_split(data_dir: Path, train: bool, dataset: str = "mnist") -> tuple[Tensor, Tensor]:
+    """Check and read one split (no network): uint8 images (N, 28, 28) and int64 labels (N,)."""
     prefix = "train" if train else "t10k"
-    images_path = raw_folder(data_dir) / f"{prefix}-images-idx3-ubyte"
-    labels_path = raw_folder(data_dir) / f"{prefix}-labels-idx1-ubyte"
-    images, labels = check_idx(images_path, (28, 28)), check_idx(labels_path, ())
-    if images != labels:
-        raise DataError(f"{images_path} holds {images} images but {labels_path} holds {labels} labels")
-    if images == PUBLISHED_COUNT[prefix]:
-        for path in (images_path, labels_path):
-            warn_unless_published(path)
-    dataset = MNIST(data_dir, train=train, download=False)
-    if (outside := ((dataset.targets < 0) | (dataset.targets > 9)).nonzero()).numel():
+    folder = raw_folder(data_dir, dataset)
+    images_path = idx_path(folder, f"{prefix}-images-idx3-ubyte")
+    labels_path = idx_path(folder, f"{prefix}-labels-idx1-ubyte")
+    if images_path is None or labels_path is None:
+        raise MNISTNotFoundError(f"{folder}: the {prefix} images or labels are missing")
+    images, labels = read_idx(images_path, (28, 28)), read_idx(labels_path, ()).long()
+    if len(images) != len(labels):
+        raise DataError(f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels")
+    if (outside := (labels > 9).nonzero()).numel():
         index = outside[0].item()
-        raise DataError(f"{labels_path}: label {dataset.targets[index].item()} at position {index} is outside 0-9")
-    return dataset.data, dataset.targets
+        raise DataError(f"{labels_path}: label {labels[index].item()} at position {index} is outside 0-9")
+    if dataset == "mnist" and len(images) == PUBLISHED_COUNT[prefix]:
+        for path in (images_path, labels_path):
+            if path.name in PUBLISHED_MD5:  # the published checksums are those of the uncompressed files
+                warn_unless_published(path)
+    return images, labels
 
 
 def normalize(images: Tensor) -> Tensor:
@@ -237,8 +261,12 @@ class MNISTDataModule(L.LightningDataModule):
         val_size: images carved out of the training set for validation, the same ones on every run; 0 for none.
         split_seed: seed of that carve-out.
         download: fetch the files with torchvision when they are missing.
+        dataset: `mnist`, `fashion-mnist` (both downloadable into `data_dir`), or a folder holding the
+            four IDX files in MNIST's format, gzipped or not, such as `/usr/share/datasets/fashion-mnist`.
+        classes: the name of each label 0-9, for predictions and monitoring; unset, the dataset's own
+            (digits, or Fashion-MNIST's clothes).
         predict_files: image files, or folders of them, for `predict` (prepared MNIST-style by
-            `mnist_ann.images`); unset, `predict` runs on the MNIST test images.
+            `mnist_ann.images`); unset, `predict` runs on the test images.
     """
 
     def __init__(
@@ -249,6 +277,8 @@ class MNISTDataModule(L.LightningDataModule):
         val_size: int = 5_000,
         split_seed: int = 12345,
         download: bool = True,
+        dataset: str = "mnist",
+        classes: list[str] | None = None,
         predict_files: list[str] | None = None,
     ) -> None:
         super().__init__()
@@ -265,7 +295,10 @@ class MNISTDataModule(L.LightningDataModule):
         self.hparams["data_dir"] = str(self.data_dir)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.split_seed, self.download = val_size, split_seed, download
-        self.predict_files = predict_files
+        self.predict_files, self.dataset = predict_files, dataset
+        self.classes = list(classes) if classes else class_names(dataset)
+        if len(self.classes) != 10:
+            raise ConfigError(f"data.classes must name the 10 labels 0-9, got {len(self.classes)} names")
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
         # For `predict`: a name per item (its file), and one message per file that could not be used.
         self.predict_names: list[str] = []
@@ -277,7 +310,7 @@ class MNISTDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         if not self._predicting_files():
-            ensure_mnist(self.data_dir, self.download)
+            ensure_mnist(self.data_dir, self.download, self.dataset)
 
     def setup(self, stage: str) -> None:
         device = self.trainer.strategy.root_device if self.trainer else torch.device("cpu")
@@ -299,8 +332,8 @@ class MNISTDataModule(L.LightningDataModule):
         self.splits["predict"] = images.to(device), torch.arange(len(images), device=device)
 
     def _setup_mnist(self, device: torch.device) -> None:
-        ensure_mnist(self.data_dir, download=False)
-        images, labels = load_split(self.data_dir, train=True)
+        ensure_mnist(self.data_dir, download=False, dataset=self.dataset)
+        images, labels = load_split(self.data_dir, train=True, dataset=self.dataset)
         if self.val_size >= len(images):
             raise ConfigError(f"data.val_size={self.val_size} leaves no training images out of {len(images)}")
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.split_seed))
@@ -308,10 +341,13 @@ class MNISTDataModule(L.LightningDataModule):
         images = normalize(images)
         self.splits["train"] = images[train_index], labels[train_index]
         self.splits["val"] = images[val_index], labels[val_index]
-        self.splits["test"] = (normalize((test := load_split(self.data_dir, train=False))[0]), test[1])
+        self.splits["test"] = (
+            normalize((test := load_split(self.data_dir, train=False, dataset=self.dataset))[0]),
+            test[1],
+        )
         # Predicting on the test images: the second item of each batch is the image's index, not its label.
         self.splits["predict"] = self.splits["test"][0], torch.arange(len(test[1]))
-        self.predict_names = [f"MNIST test image {index}" for index in range(len(test[1]))]
+        self.predict_names = [f"test image {index}" for index in range(len(test[1]))]
         self.splits = {name: (x.to(device), y.to(device)) for name, (x, y) in self.splits.items()}
 
     def _loader(self, split: str, batch_size: int, training: bool = False) -> TensorLoader:

@@ -49,7 +49,7 @@ class TensorBoardMonitor(Callback):
 
     def __init__(self, histograms: bool = False, max_images: int = 64) -> None:
         self.histograms, self.max_images = histograms, max_images
-        self.confusion = MulticlassConfusionMatrix(num_classes=10)
+        self.confusion, self.class_names = MulticlassConfusionMatrix(num_classes=10), [str(d) for d in range(10)]
         self.misclassified: list[tuple[Tensor, Tensor, Tensor]] = []
 
     @staticmethod
@@ -58,13 +58,16 @@ class TensorBoardMonitor(Callback):
         return logger.experiment if isinstance(logger, TensorBoardLogger) and trainer.is_global_zero else None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self.confusion = self.confusion.to(pl_module.device)
+        task = pl_module.task
+        self.confusion = MulticlassConfusionMatrix(num_classes=task.num_classes).to(pl_module.device)
+        datamodule_classes = getattr(trainer.datamodule, "classes", None) or [str(digit) for digit in range(10)]
+        self.class_names = task.class_names(datamodule_classes)
 
     # Confusion matrices and misclassified digits, from the predictions the evaluation steps return.
 
     def _collect(self, outputs: dict[str, Tensor], batch: tuple[Tensor, Tensor], keep_misclassified: bool) -> None:
-        images, labels = batch
-        predictions = outputs["predictions"]
+        images = batch[0]
+        predictions, labels = outputs["predictions"], outputs["targets"]
         self.confusion.update(predictions, labels)
         kept = sum(len(true) for _, true, _ in self.misclassified)
         if keep_misclassified and kept < self.max_images:
@@ -85,7 +88,7 @@ class TensorBoardMonitor(Callback):
         if writer := self._writer(trainer):
             # Small and low-resolution: drawing and PNG-encoding the figure is most of this callback's cost.
             figure, axes = plt.subplots(figsize=(4.5, 4.5), dpi=80)
-            self.confusion.plot(matrix, ax=axes, add_text=counts, labels=[str(digit) for digit in range(10)])
+            self.confusion.plot(matrix, ax=axes, add_text=counts, labels=self.class_names)
             writer.add_figure(tag, figure, trainer.global_step)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -97,11 +100,14 @@ class TensorBoardMonitor(Callback):
         self._log_confusion_matrix(trainer, "test/confusion_matrix", counts=True)
         if (writer := self._writer(trainer)) and self.misclassified:
             images, true, predicted = (torch.cat(parts) for parts in zip(*self.misclassified, strict=True))
-            writer.add_figure("test/misclassified", self._labelled_grid(images, true, predicted), trainer.global_step)
+            figure = self._labelled_grid(images, true, predicted, self.class_names)
+            writer.add_figure("test/misclassified", figure, trainer.global_step)
         self.misclassified.clear()
 
     @staticmethod
-    def _labelled_grid(images: Tensor, true: Tensor, predicted: Tensor, columns: int = 8) -> plt.Figure:
+    def _labelled_grid(
+        images: Tensor, true: Tensor, predicted: Tensor, names: list[str], columns: int = 8
+    ) -> plt.Figure:
         """One torchvision grid of the digits, with `true>predicted` written in the gap under each."""
         padding = 12
         cell = 28 + padding
@@ -113,8 +119,8 @@ class TensorBoardMonitor(Callback):
         for index, (label, guess) in enumerate(zip(true.tolist(), predicted.tolist(), strict=True)):
             row, column = divmod(index, columns)
             x, y = column * cell + padding + 14, row * cell + padding + 28
-            axes.text(x, y, f"{label}>{guess}", color="darkred", fontsize=9, ha="center", va="top")
-        axes.set_title("misclassified test digits (true>predicted)", fontsize=10)
+            axes.text(x, y, f"{names[label]}>{names[guess]}", color="darkred", fontsize=7, ha="center", va="top")
+        axes.set_title("misclassified test images (true>predicted)", fontsize=10)
         figure.tight_layout()
         return figure
 

@@ -17,7 +17,10 @@ NUM_CLASSES = 10
 
 
 class MLP(nn.Module):
-    """784 -> Linear(784, h1) -> ReLU -> Linear(h1, h2) -> ReLU -> ... -> Linear(hn, 10) logits."""
+    """784 -> Linear(784, h1) -> ReLU -> Linear(h1, h2) -> ReLU -> ... -> Linear(hn, outputs).
+
+    Any number of hidden layers, none included (then it is a linear model of the pixels).
+    """
 
     def __init__(
         self,
@@ -26,10 +29,8 @@ class MLP(nn.Module):
         num_classes: int = NUM_CLASSES,
     ) -> None:
         super().__init__()
-        if not hidden_sizes or any(size < 1 for size in hidden_sizes):
-            raise ConfigError(
-                f"model.hidden_sizes must be a non-empty list of positive integers, got {list(hidden_sizes)}"
-            )
+        if any(size < 1 for size in hidden_sizes):
+            raise ConfigError(f"model.hidden_sizes must be positive integers, not {list(hidden_sizes)}")
         layers: list[nn.Module] = [nn.Flatten()]
         width = in_features
         for size in hidden_sizes:

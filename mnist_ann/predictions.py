@@ -16,12 +16,10 @@ from mnist_ann.errors import ConfigError
 # track for torch DataLoaders) are not needed.
 warnings.filterwarnings("ignore", message="Couldn't infer the batch indices fetched from your dataloader")
 
-COLUMNS = ["file", "digit", "probability", *(f"p{digit}" for digit in range(10))]
-
 
 class PredictionWriter(BasePredictionWriter):
-    """Writes each prediction as it is made: the file (or MNIST test image), the predicted digit, its
-    probability and all ten probabilities.
+    """Writes each prediction as it is made: the file (or test image), the predicted class (its id
+    and name) and its probability with those of every class, or for regression the predicted value.
 
     Args:
         output: also write the rows to this file: `.csv`, or `.jsonl` for JSON Lines.
@@ -33,28 +31,43 @@ class PredictionWriter(BasePredictionWriter):
         if output and Path(output).suffix not in (".csv", ".jsonl"):
             raise ConfigError(f"PredictionWriter output must end in .csv or .jsonl, not {output}")
         self.output, self.console = Path(output) if output else None, console
+        self._file, self._csv = None, None
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        names = getattr(trainer.datamodule, "classes", None) or [str(digit) for digit in range(10)]
+        self.class_names = pl_module.task.class_names(names)
         self._file = self.output.open("w", newline="") if self.output and trainer.is_global_zero else None
-        if self._file and self.output.suffix == ".csv":
-            csv.writer(self._file).writerow(COLUMNS)
+        self._csv = None
         if self.console:
-            self._print(trainer, f"{'file':<40} digit  probability")
+            self._print(trainer, f"{'file':<40} {'prediction':>12}  score")
 
     def write_on_batch_end(
         self, trainer, pl_module, prediction: dict[str, Tensor], batch_indices, batch, batch_idx, dataloader_idx
     ) -> None:
         names = trainer.datamodule.predict_names
-        for key, digit, probabilities in zip(
-            batch[1].tolist(), prediction["digits"].tolist(), prediction["probabilities"].tolist(), strict=True
-        ):
-            row = [names[key], digit, probabilities[digit], *probabilities]
+        for position, (key, cls) in enumerate(zip(batch[1].tolist(), prediction["classes"].tolist(), strict=True)):
+            row = {"file": names[key], "class": cls, "name": self.class_names[cls]}
+            if "probabilities" in prediction:  # classification: the class's probability, then every class's
+                probabilities = prediction["probabilities"][position].tolist()
+                row["probability"] = probabilities[cls]
+                row |= {f"p{index}": p for index, p in enumerate(probabilities)}
+                score = row["probability"]
+            else:  # regression: the predicted value, of which `class` is the rounded digit
+                row["value"] = score = prediction["values"][position].item()
             if self.console:
-                self._print(trainer, f"{names[key]:<40} {digit:>5}  {probabilities[digit]:>11.4f}")
-            if self._file and self.output.suffix == ".csv":
-                csv.writer(self._file).writerow([*row[:2], *(f"{p:.6f}" for p in row[2:])])
-            elif self._file:
-                self._file.write(json.dumps(dict(zip(COLUMNS, row, strict=True))) + "\n")
+                self._print(trainer, f"{row['file']:<40} {row['name']:>12}  {score:.4f}")
+            self._write(row)
+
+    def _write(self, row: dict) -> None:
+        if not self._file:
+            return
+        if self.output.suffix == ".jsonl":
+            self._file.write(json.dumps(row) + "\n")
+            return
+        if self._csv is None:
+            self._csv = csv.DictWriter(self._file, fieldnames=list(row))
+            self._csv.writeheader()
+        self._csv.writerow({key: f"{value:.6f}" if isinstance(value, float) else value for key, value in row.items()})
 
     @staticmethod
     def _print(trainer: L.Trainer, line: str) -> None:

@@ -32,7 +32,7 @@ def test_predict_step_gives_probabilities_and_digits():
     output = MNISTClassifier().predict_step(fixed_batch(8), 0)
     assert output["probabilities"].shape == (8, 10)
     torch.testing.assert_close(output["probabilities"].sum(dim=1), torch.ones(8))
-    assert torch.equal(output["digits"], output["probabilities"].argmax(dim=1))
+    assert torch.equal(output["classes"], output["probabilities"].argmax(dim=1))
 
 
 def test_checkpoint_alone_rebuilds_the_model_and_its_predictions(synthetic_data_dir, tmp_path):

@@ -22,13 +22,20 @@ def test_outputs_are_raw_logits_not_probabilities():
     assert not torch.allclose(logits.sum(dim=1), torch.ones(64))
 
 
+def test_no_hidden_layer_is_a_linear_model():
+    net = MLP(hidden_sizes=[])
+    assert [type(layer).__name__ for layer in net.layers] == ["Flatten", "Linear"] and net(
+        torch.randn(3, 784)
+    ).shape == (3, 10)
+
+
 def test_hidden_sizes_are_configurable():
     net = MLP(hidden_sizes=[32, 16, 8])
     assert net(torch.randn(2, 784)).shape == (2, 10)
     assert sum(isinstance(layer, torch.nn.ReLU) for layer in net.layers) == 3
 
 
-@pytest.mark.parametrize("sizes", [[], [128, 0], [-1]])
+@pytest.mark.parametrize("sizes", [[128, 0], [-1]])
 def test_bad_hidden_sizes_are_refused(sizes):
     with pytest.raises(ValueError, match="hidden_sizes"):
         MLP(hidden_sizes=sizes)

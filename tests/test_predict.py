@@ -129,9 +129,9 @@ def test_predict_without_a_config_prints_the_rows(checkpoint, synthetic_data_dir
 def test_predict_on_the_mnist_test_images_as_json_lines(checkpoint, synthetic_data_dir, tmp_path, monkeypatch):
     data = ["--data.data_dir", str(synthetic_data_dir), "--data.val_size", "200"]
     rows = predict_rows(monkeypatch, tmp_path, tmp_path / "predictions.jsonl", "--ckpt_path", str(checkpoint), *data)
-    assert len(rows) == 300 and rows[0]["file"] == "MNIST test image 0"
+    assert len(rows) == 300 and rows[0]["file"] == "test image 0"
     labels = load_split(synthetic_data_dir, train=False)[1].tolist()
-    accuracy = np.mean([row["digit"] == label for row, label in zip(rows, labels, strict=True)])
+    accuracy = np.mean([row["class"] == label for row, label in zip(rows, labels, strict=True)])
     assert accuracy > 0.9
 
 
@@ -157,7 +157,7 @@ def test_user_pictures_of_real_mnist_digits_lose_at_most_2_points(real_data_dir,
     files = ["--data.predict_files", f"[{folder}]", "--trainer.callbacks.console", "false"]
     rows = predict_rows(monkeypatch, tmp_path, tmp_path / "predictions.csv", "--ckpt_path", str(checkpoint), *files)
     assert len(rows) == 1000
-    pictures = np.mean([int(row["digit"]) == int(row["file"].split("label")[1][0]) for row in rows])
+    pictures = np.mean([int(row["class"]) == int(row["file"].split("label")[1][0]) for row in rows])
     print(f"accuracy on 1000 MNIST test digits: originals {original:.2%}, as user pictures {pictures:.2%}")
     assert pictures >= original - 0.02
 

@@ -1,0 +1,131 @@
+"""The three output layers (multiclass, binary, regression) and the other MNIST-format datasets."""
+
+import gzip
+import shutil
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from mnist_ann.data import MNISTDataModule, load_split, raw_folder
+from mnist_ann.errors import ConfigError
+from mnist_ann.model import MNISTClassifier
+from mnist_ann.tasks import CENTRE, SPREAD, make_task
+
+LABELS = torch.tensor([0, 1, 2, 7, 8, 9])
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+def test_output_layer_sizes():
+    images = torch.randn(6, 1, 28, 28)
+    assert MNISTClassifier()(images).shape == (6, 10)
+    assert MNISTClassifier(task="binary")(images).shape == (6, 1)
+    assert MNISTClassifier(task="regression", hidden_sizes=[])(images).shape == (6, 1)
+
+
+@pytest.mark.parametrize(
+    ("positive", "expected"), [("0", [1, 0, 0, 0, 0, 0]), ("7", [0, 0, 0, 1, 0, 0]), ("even", [1, 0, 1, 0, 1, 0])]
+)
+def test_binary_targets_follow_the_rule(positive, expected):
+    task = make_task("binary", positive)
+    assert task.class_targets(LABELS).tolist() == expected and task.targets(LABELS).dtype == torch.float32
+
+
+def test_binary_loss_is_cross_entropy_of_the_sigmoid_and_predictions_are_probabilities():
+    task, logits = make_task("binary", "0"), torch.tensor([[2.0], [-1.0]])
+    targets = torch.tensor([1.0, 1.0])
+    expected = -(torch.sigmoid(logits.squeeze(1)).log()).mean()
+    torch.testing.assert_close(task.loss(logits, targets), expected)
+    prediction = task.predict(logits)
+    torch.testing.assert_close(prediction["probabilities"][:, 1], torch.sigmoid(logits.squeeze(1)))
+    assert prediction["classes"].tolist() == [1, 0]
+
+
+def test_regression_targets_loss_and_predictions():
+    task = make_task("regression")
+    torch.testing.assert_close(task.targets(LABELS), (LABELS.float() - CENTRE) / SPREAD)
+    outputs = task.targets(torch.tensor([3, 12])).unsqueeze(1)  # a perfect 3, and a value beyond 9
+    assert task.loss(outputs[:1], task.targets(torch.tensor([3]))) == 0
+    prediction = task.predict(outputs)
+    torch.testing.assert_close(prediction["values"], torch.tensor([3.0, 12.0]))
+    assert prediction["classes"].tolist() == [3, 9]  # rounded, within the digits
+
+
+@pytest.mark.parametrize(("task", "positive"), [("ranking", "0"), ("binary", "odd"), ("binary", "10")])
+def test_invalid_task_or_rule_is_one_clear_error(task, positive):
+    with pytest.raises(ConfigError, match=r"model\.(task|positive) must be"):
+        MNISTClassifier(task=task, positive=positive)
+
+
+@pytest.mark.parametrize(
+    ("task", "metrics"),
+    [
+        ("multiclass", {"test/acc", "test/loss", "test/acc_digit_3"}),
+        ("binary", {"test/acc", "test/loss", "test/precision", "test/recall", "test/auroc"}),
+        ("regression", {"test/acc", "test/loss", "test/mae", "test/rmse", "test/acc_digit_3"}),
+    ],
+)
+def test_each_task_trains_and_reports_its_metrics(synthetic_data_dir, tmp_path, task, metrics):
+    L.seed_everything(0)
+    trainer = L.Trainer(
+        max_epochs=2, default_root_dir=tmp_path, logger=False, enable_progress_bar=False, log_every_n_steps=5
+    )
+    model, data = MNISTClassifier(task=task), MNISTDataModule(synthetic_data_dir, val_size=200)
+    trainer.fit(model, data)
+    assert {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best"} <= trainer.callback_metrics.keys()
+    [results] = trainer.test(model, data, verbose=False)
+    assert metrics <= results.keys()
+    assert results["test/acc"] > 0.6  # learnt something: chance is 0.1 (0.9 for binary's majority)
+
+
+def test_a_folder_of_gzipped_idx_files_is_a_dataset(synthetic_data_dir, tmp_path):
+    folder = tmp_path / "gz"
+    folder.mkdir()
+    for path in raw_folder(synthetic_data_dir).iterdir():
+        with path.open("rb") as source, gzip.open(folder / f"{path.name}.gz", "wb") as target:
+            shutil.copyfileobj(source, target)
+    images, labels = load_split(folder.parent, train=False, dataset=str(folder))
+    expected_images, expected_labels = load_split(synthetic_data_dir, train=False)
+    assert torch.equal(images, expected_images) and torch.equal(labels, expected_labels)
+    data = MNISTDataModule(tmp_path / "unused", dataset=str(folder), val_size=200)
+    data.prepare_data()
+    data.setup("fit")
+    assert len(data.splits["train"][0]) == 1000 and data.classes == [str(digit) for digit in range(10)]
+
+
+def test_class_names_come_with_the_dataset_or_the_config():
+    assert MNISTDataModule(dataset="fashion-mnist").classes[9] == "Ankle boot"
+    assert MNISTDataModule(classes=list("abcdefghij")).classes[0] == "a"
+    with pytest.raises(ConfigError, match=r"data\.classes must name the 10 labels"):
+        MNISTDataModule(classes=["a"])
+
+
+# On the real data.
+
+
+def fit_and_test(data: MNISTDataModule, tmp_path, epochs: int, **model_args) -> dict[str, float]:
+    L.seed_everything(42)
+    trainer = L.Trainer(max_epochs=epochs, default_root_dir=tmp_path, logger=False, enable_progress_bar=False)
+    model = MNISTClassifier(**model_args)
+    trainer.fit(model, data)
+    [results] = trainer.test(model, data, verbose=False)
+    print(model_args, results)
+    return results
+
+
+def test_binary_zero_against_the_rest_reaches_99_percent_in_5_epochs(real_data_dir, tmp_path):
+    data = MNISTDataModule(real_data_dir, download=False)
+    assert fit_and_test(data, tmp_path, 5, task="binary", positive="0")["test/acc"] >= 0.99
+
+
+def test_regression_reaches_a_mean_absolute_error_of_0_6_in_5_epochs(real_data_dir, tmp_path):
+    data = MNISTDataModule(real_data_dir, download=False)
+    assert fit_and_test(data, tmp_path, 5, task="regression")["test/mae"] <= 0.6
+
+
+def test_fashion_mnist_reaches_85_percent_in_10_epochs(tmp_path):
+    if not (FASHION / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"Fashion-MNIST not found in {FASHION} (apt-get install dataset-fashion-mnist)")
+    data = MNISTDataModule(tmp_path, dataset=str(FASHION), download=False)
+    assert fit_and_test(data, tmp_path, 10)["test/acc"] >= 0.85
