@@ -117,7 +117,7 @@ class MNISTClassifier(L.LightningModule):
         metrics = self.metrics[stage]
         predictions, targets = self.task.classes(outputs), self.task.class_targets(labels)
         metrics["acc"].update(predictions, targets)
-        self.task.update_metrics({name: metrics[name] for name in self.task.metrics()}, outputs, labels)
+        self.task.update_metrics({name: metric for name, metric in metrics.items() if name != "acc"}, outputs, labels)
         self.log_dict({f"{stage}/{name}": metric for name, metric in metrics.items()}, prog_bar=stage == "val")
         # For callbacks (confusion matrices, misclassified digits): predicted and true class ids.
         return {"predictions": predictions, "targets": targets}

@@ -15,7 +15,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torchmetrics.classification import MulticlassConfusionMatrix
 from torchvision.utils import make_grid
 
-from mnist_ann.data import MEAN, STD
+from mnist_ann.data import DIGITS, MEAN, STD
 
 matplotlib.use("Agg")  # draw into memory: runs happen on servers without a screen
 import matplotlib.pyplot as plt
@@ -39,7 +39,7 @@ class TensorBoardMonitor(Callback):
     - `train/samples`: a grid of the first training batch, once per run.
     - `val/confusion_matrix` each epoch (colours) and `test/confusion_matrix` (with counts):
       torchmetrics' confusion-matrix plot.
-    - `test/misclassified`: a grid of misclassified test digits, each with `true>predicted` under it.
+    - `test/misclassified`: a grid of misclassified test images, each with `true>predicted` under it.
     - with `histograms`: `weights/...` and `gradients/...` of every parameter, once per epoch.
 
     Args:
@@ -49,7 +49,8 @@ class TensorBoardMonitor(Callback):
 
     def __init__(self, histograms: bool = False, max_images: int = 64) -> None:
         self.histograms, self.max_images = histograms, max_images
-        self.confusion, self.class_names = MulticlassConfusionMatrix(num_classes=10), [str(d) for d in range(10)]
+        self.confusion: MulticlassConfusionMatrix  # and class_names: both made in setup, for the run's task
+        self.class_names: list[str] = []
         self.misclassified: list[tuple[Tensor, Tensor, Tensor]] = []
 
     @staticmethod
@@ -60,8 +61,7 @@ class TensorBoardMonitor(Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         task = pl_module.task
         self.confusion = MulticlassConfusionMatrix(num_classes=task.num_classes).to(pl_module.device)
-        datamodule_classes = getattr(trainer.datamodule, "classes", None) or [str(digit) for digit in range(10)]
-        self.class_names = task.class_names(datamodule_classes)
+        self.class_names = task.class_names(getattr(trainer.datamodule, "classes", None) or DIGITS)
 
     # Confusion matrices and misclassified digits, from the predictions the evaluation steps return.
 

@@ -134,7 +134,7 @@ class RegressionTask(Task):
 def make_task(task: str, positive: str = "0") -> Task:
     if task not in TASKS:
         raise ConfigError(f"model.task must be one of {', '.join(TASKS)}, not {task!r}")
-    if positive != "even" and positive not in [str(digit) for digit in range(10)]:
+    if positive not in {*"0123456789", "even"}:
         raise ConfigError(f"model.positive must be a digit 0-9 or `even`, not {positive!r}")
     return {"multiclass": MulticlassTask, "binary": lambda: BinaryTask(positive), "regression": RegressionTask}[task]()
 
