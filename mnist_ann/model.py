@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from mnist_ann.data import DIGITS
 from mnist_ann.errors import TrainingDivergedError
 from mnist_ann.network import MLP, NUM_CLASSES
 from mnist_ann.tasks import accuracy, make_task
@@ -67,6 +68,10 @@ class MNISTClassifier(L.LightningModule):
 
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images)
+
+    def class_names(self) -> list[str]:
+        """The name of each predicted class id: the data's label names, as the task groups them."""
+        return self.task.class_names(getattr(self.trainer.datamodule, "classes", None) or DIGITS)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         images, labels = batch

@@ -15,7 +15,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torchmetrics.classification import MulticlassConfusionMatrix
 from torchvision.utils import make_grid
 
-from mnist_ann.data import DIGITS, MEAN, STD
+from mnist_ann.data import MEAN, STD
 
 matplotlib.use("Agg")  # draw into memory: runs happen on servers without a screen
 import matplotlib.pyplot as plt
@@ -59,9 +59,8 @@ class TensorBoardMonitor(Callback):
         return logger.experiment if isinstance(logger, TensorBoardLogger) and trainer.is_global_zero else None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        task = pl_module.task
-        self.confusion = MulticlassConfusionMatrix(num_classes=task.num_classes).to(pl_module.device)
-        self.class_names = task.class_names(getattr(trainer.datamodule, "classes", None) or DIGITS)
+        self.confusion = MulticlassConfusionMatrix(num_classes=pl_module.task.num_classes).to(pl_module.device)
+        self.class_names = pl_module.class_names()
 
     # Confusion matrices and misclassified digits, from the predictions the evaluation steps return.
 

@@ -10,7 +10,6 @@ import lightning as L
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 
-from mnist_ann.data import DIGITS
 from mnist_ann.errors import ConfigError
 
 # The writer names rows from the batches themselves, so Lightning's batch indices (which it can only
@@ -35,7 +34,7 @@ class PredictionWriter(BasePredictionWriter):
         self._file, self._csv = None, None
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.class_names = pl_module.task.class_names(getattr(trainer.datamodule, "classes", None) or DIGITS)
+        self.class_names = pl_module.class_names()
         self._file = self.output.open("w", newline="") if self.output and trainer.is_global_zero else None
         self._csv = None
         if self.console:
