@@ -104,9 +104,9 @@ def ensure_mnist(data_dir: Path, download: bool = True, dataset: str = "mnist") 
         )
 
 
-def read_idx(path: Path, shape_tail: tuple[int, ...]) -> Tensor:
+def read_idx(path: Path, shape_tail: tuple[int, ...]) -> tuple[Tensor, bytes]:
     """An IDX file of unsigned bytes (gzipped or not) as a uint8 tensor, after checking its magic
-    number, dimensions and length."""
+    number, dimensions and length; with the file's (uncompressed) content, for checksums."""
     data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     ndim = 1 + len(shape_tail)
     header_size = 4 + 4 * ndim
@@ -124,15 +124,15 @@ def read_idx(path: Path, shape_tail: tuple[int, ...]) -> Tensor:
     if len(data) != expected:
         damage = "it is truncated" if len(data) < expected else "it has bytes beyond the data"
         raise DataError(f"{path}: {len(data)} bytes, but its header announces {shape} = {expected} bytes; {damage}")
-    return torch.frombuffer(bytearray(data[header_size:]), dtype=torch.uint8).view(shape)
+    return torch.frombuffer(bytearray(data[header_size:]), dtype=torch.uint8).view(shape), data
 
 
-def warn_unless_published(path: Path) -> None:
+def warn_unless_published(path: Path, content: bytes) -> None:
     """A visible warning, naming the file, when a file of MNIST's size is not the published MNIST."""
-    digest = hashlib.md5(path.read_bytes()).hexdigest()
-    if digest != PUBLISHED_MD5[path.name]:
+    digest, published = hashlib.md5(content).hexdigest(), PUBLISHED_MD5[path.name.removesuffix(".gz")]
+    if digest != published:
         warnings.warn(
-            f"{path}: MD5 {digest} differs from the published MNIST file ({PUBLISHED_MD5[path.name]}); "
+            f"{path}: MD5 {digest} differs from the published MNIST file ({published}); "
             "the data may be corrupt or a rebuilt copy",
             ChecksumWarning,
             stacklevel=2,
@@ -147,16 +147,16 @@ def load_split(data_dir: Path, train: bool, dataset: str = "mnist") -> tuple[Ten
     labels_path = idx_path(folder, f"{prefix}-labels-idx1-ubyte")
     if images_path is None or labels_path is None:
         raise MNISTNotFoundError(f"{folder}: the {prefix} images or labels are missing")
-    images, labels = read_idx(images_path, (28, 28)), read_idx(labels_path, ()).long()
+    (images, images_content), (labels, labels_content) = read_idx(images_path, (28, 28)), read_idx(labels_path, ())
+    labels = labels.long()
     if len(images) != len(labels):
         raise DataError(f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels")
     if (outside := (labels > 9).nonzero()).numel():
         index = outside[0].item()
         raise DataError(f"{labels_path}: label {labels[index].item()} at position {index} is outside 0-9")
-    if dataset == "mnist" and len(images) == PUBLISHED_COUNT[prefix]:
-        for path in (images_path, labels_path):
-            if path.name in PUBLISHED_MD5:  # the published checksums are those of the uncompressed files
-                warn_unless_published(path)
+    if dataset == "mnist" and len(images) == PUBLISHED_COUNT[prefix]:  # the published checksums are of the content
+        warn_unless_published(images_path, images_content)
+        warn_unless_published(labels_path, labels_content)
     return images, labels
 
 
