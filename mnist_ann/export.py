@@ -4,7 +4,9 @@
 - `model.onnx` (needs the `onnx` extra): for onnxruntime and other ONNX runtimes.
 
 Both take a batch of normalized images, float32 of shape (N, 1, 28, 28) with any N, and return the
-logits (N, 10): apply softmax for probabilities. Normalized means `(pixels / 255 - 0.5) / 0.5`
+network's outputs: logits (N, 10) for the multiclass task (softmax gives probabilities), (N, 1) for
+binary (a logit for sigmoid) and regression (the standardized value, see `mnist_ann.tasks`).
+Normalized means `(pixels / 255 - 0.5) / 0.5`
 with white ink on black, as `mnist_ann.images.prepare` makes them.
 """
 
