@@ -79,6 +79,14 @@ def test_print_config_shows_the_recipe(tmp_path):
         assert line in output
 
 
+def test_profiler_on_request_only(trained_run, tmp_path):
+    _, data, fit = trained_run
+    assert "Profiler Report" not in fit.stdout + fit.stderr  # the default records nothing
+    args = ("--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.profiler", "simple")
+    profiled = cli("fit", "--config", CONFIG, *data, *args, cwd=tmp_path)
+    assert re.search(r"FIT Profiler Report.*training_step", profiled.stdout + profiled.stderr, re.DOTALL)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
