@@ -10,7 +10,7 @@ The two hand-written loops are plain PyTorch that imports neither Lightning nor 
 they train on all 60,000 training images; `fit` trains on 55,000 and validates on the other 5,000
 every epoch, so it does about the same arithmetic per epoch, plus everything users see.
 
-    python benchmarks/speed.py --data-dir ../shared/data [--epochs 10] [--repeats 3]
+    python benchmarks/speed.py --data-dir ../shared/data [--epochs 10] [--repeats 5]
 
 The last line reads `speedup_vs_textbook=<textbook s / fit s> overhead_vs_bare=<fit s / bare s>`,
 each the median over the rounds of the ratio within a round.
@@ -99,7 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"), help="folder holding MNIST/raw/")
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=3, help="rounds of the three runs; each keeps its fastest")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds; the ratios are medians over them")
     parser.add_argument("--only", choices=["textbook", "bare"], help=argparse.SUPPRESS)  # one loop, in this process
     args = parser.parse_args()
     data_dir = str(Path(args.data_dir).resolve())
