@@ -139,6 +139,6 @@ def make_task(task: str, positive: str = "0") -> Task:
     return {"multiclass": MulticlassTask, "binary": lambda: BinaryTask(positive), "regression": RegressionTask}[task]()
 
 
-def accuracy(task: Task, **kwargs) -> MulticlassAccuracy | BinaryAccuracy:
+def accuracy(task: Task) -> MulticlassAccuracy | BinaryAccuracy:
     """Accuracy of the predicted class ids."""
-    return BinaryAccuracy(**kwargs) if task.num_classes == 2 else MulticlassAccuracy(10, average="micro", **kwargs)
+    return BinaryAccuracy() if task.num_classes == 2 else MulticlassAccuracy(task.num_classes, average="micro")
