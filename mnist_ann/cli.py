@@ -85,10 +85,11 @@ class MNISTCLI(LightningCLI):
 
 
 class NoProfiler(PassThroughProfiler):
-    """The CLI's default profiler: like Lightning's default, it records nothing, but at a tenth of the cost.
+    """The CLI's default profiler: like Lightning's default, it records nothing, but cheaper.
 
     Lightning wraps every hook call, about 60 per training step, in `profiler.profile(...)`; its
-    default's generator-based context manager made those ~5% of this small model's step.
+    default's generator-based context manager (0.76 us a call here, against 0.22 us for this one)
+    made those ~5% of this small model's step.
     `--trainer.profiler simple` (or `advanced`, `pytorch`) still profiles a run.
     """
 
