@@ -4,7 +4,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 
@@ -13,17 +12,11 @@ import pytest
 
 from mnist_ann.data import MNISTDataModule
 from mnist_ann.model import MNISTClassifier
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 from tests.idx import write_mnist
 
 CONFIG = str(REPO / "configs" / "default.yaml")
 DDP_CONFIG = str(REPO / "configs" / "ddp.yaml")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def run_ddp(args: list[str], cwd, timeout: int = 240) -> str:

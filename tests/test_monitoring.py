@@ -1,7 +1,6 @@
 """TensorBoard output of real runs, read back with TensorBoard's own reader and its own server."""
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from mnist_ann.cli import MNISTCLI
 from mnist_ann.data import MNISTDataModule
 from mnist_ann.model import MNISTClassifier
 from mnist_ann.monitoring import TensorBoardMonitor
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 
 CONFIG = str(REPO / "configs" / "default.yaml")
 EPOCHS, STEPS_PER_EPOCH, LOG_EVERY = 2, 16, 5  # 1,000 synthetic training images in batches of 64
@@ -86,12 +85,6 @@ def test_histograms_switch_logs_weights_and_gradients_every_epoch(synthetic_data
 
 
 # The real TensorBoard server over the same runs.
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def get(url: str) -> bytes:

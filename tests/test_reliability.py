@@ -252,7 +252,6 @@ def final_state(run_dir):
 
 
 def test_a_run_killed_mid_epoch_resumes_to_the_same_result(synthetic_data_dir, tmp_path):
-    (tmp_path / "resume.yaml").write_text(RESUME_CONFIG)
     common = ["--config", "resume.yaml", "--data.data_dir", str(synthetic_data_dir)]
     for name in ("whole", "crashed"):
         (tmp_path / name).mkdir()
