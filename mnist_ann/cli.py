@@ -1,51 +1,67 @@
-"""The command line: LightningCLI with fit, validate, test and predict, configured from YAML files."""
+"""The command line: LightningCLI with fit, validate, test and predict, configured from YAML files.
 
-import pickle
-from contextlib import nullcontext
+Beyond plain LightningCLI:
+- `--ckpt_path best` / `last` and safe loading of every checkpoint (`mnist_ann.checkpoints`), checked
+  before anything is built, so that a bad file is one message.
+- `test`, `validate` and `predict` of a checkpoint log into the TensorBoard run the checkpoint came
+  from, so that a run's test figures sit beside its training curves and hyperparameters.
+- The data module tells the model its class names (`link_arguments`), and checkpoints keep them.
+- The optimizer is built once up front, so a bad learning rate is refused before the data loads.
+- A config error is the parser's `error:` line with a pointer to `--help`, not the full usage first.
+"""
+
+import warnings
 from pathlib import Path
 
-import torch
-from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.profilers import PassThroughProfiler
-from lightning.pytorch.utilities.rank_zero import rank_zero_info
+from jsonargparse import Namespace
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
 
+from mnist_ann.checkpoints import check_checkpoint, logger_root, resolve_checkpoint
 from mnist_ann.data import MNISTDataModule
 from mnist_ann.errors import CheckpointError, ConfigError, DataError
 from mnist_ann.model import MNISTClassifier
 from mnist_ann.predictions import PredictionWriter
 
-CHECKPOINT_ALIASES = ("best", "last")
+# Lightning's notes on restoring the training callbacks' state from a checkpoint: they matter when
+# `fit` resumes, and say nothing to a command that only evaluates or predicts.
+RESTORE_NOTES = ("The dirpath has changed from", "Be aware that when using `ckpt_path`, callbacks used to create")
+
+
+class ArgumentParser(LightningArgumentParser):
+    def print_usage(self, file=None) -> None:
+        """Nothing: on an error, the line after it points at --help; the ~60-line usage hid the error itself."""
 
 
 class MNISTCLI(LightningCLI):
-    """LightningCLI that checks what the user hands it before any training starts.
-
-    - `--ckpt_path best` / `last` work in a fresh process: the newest `best.ckpt` / `last.ckpt`
-      written by an earlier run under the same logger folder (plain Lightning only knows the
-      checkpoints of the run it is in).
-    - Checkpoints are loaded with `weights_only=True`: a file that would run code when unpickled is
-      refused, not executed. A missing or unreadable checkpoint is one clear message.
-    - The optimizer is built once up front, so a bad learning rate is refused before the data loads.
-    """
-
     def __init__(self, **kwargs) -> None:
         super().__init__(
             MNISTClassifier,
             MNISTDataModule,
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,  # the model takes its optimizer as --model.optimizer
-            trainer_defaults={"profiler": {"class_path": f"{__name__}.NoProfiler"}},
+            trainer_defaults={"profiler": {"class_path": "mnist_ann.lean.NoProfiler"}},
+            parser_class=ArgumentParser,
+            parser_kwargs={"prog": "mnist-ann"},
+            seed_everything_default=42,  # the recipe's, also without a config: runs repeat exactly
             **kwargs,
         )
 
-    def _parse_ckpt_path(self) -> None:
-        # Lightning reads the model's hyperparameters from --ckpt_path here, before building anything:
-        # resolve best/last and check the file first, so that this works for them too.
-        if subcommand := self.config.get("subcommand"):
-            self._resolve_ckpt_path(self.config[subcommand])
-        super()._parse_ckpt_path()
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("data.classes", "model.class_names", apply_on="instantiate")
 
-    def _resolve_ckpt_path(self, config) -> None:
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        super().parse_arguments(parser, args)
+        # Lightning reads the model's hyperparameters from --ckpt_path right after parsing: resolve
+        # best/last and check the file first, so that this works for them too and fails clearly.
+        if subcommand := self.config.get("subcommand"):
+            self._resolve_ckpt_path(subcommand, self.config[subcommand])
+            if subcommand != "fit":
+                self.save_config_kwargs["config_filename"] = f"{subcommand}-config.yaml"  # beside fit's config.yaml
+                for note in RESTORE_NOTES:
+                    warnings.filterwarnings("ignore", message=note)
+
+    def _resolve_ckpt_path(self, subcommand: str, config: Namespace) -> None:
         if config.get("weights_only") is None:  # unset: safe loading (Lightning would default to unsafe)
             config["weights_only"] = True
         if config.get("ckpt_path") is None:
@@ -53,6 +69,8 @@ class MNISTCLI(LightningCLI):
         path = resolve_checkpoint(config["ckpt_path"], config.trainer)
         config["ckpt_path"] = str(path)
         self._checkpoint_weights = check_checkpoint(path, weights_only=config["weights_only"])
+        if subcommand != "fit":  # (a resumed fit starts a new run: its steps may overlap the first's)
+            log_into_checkpoint_run(config.trainer, path)
 
     def _check_before_running(self) -> None:
         """What can only be checked once the model is built: its optimizer, and that the checkpoint fits it."""
@@ -84,66 +102,15 @@ class MNISTCLI(LightningCLI):
             raise DataError(f"{len(failures)} of the files given could not be predicted (see the messages above)")
 
 
-class NoProfiler(PassThroughProfiler):
-    """The CLI's default profiler: like Lightning's default, it records nothing, but cheaper.
-
-    Lightning wraps every hook call, about 60 per training step, in `profiler.profile(...)`; its
-    default's generator-based context manager (0.76 us a call here, against 0.22 us for this one)
-    made those ~5% of this small model's step.
-    `--trainer.profiler simple` (or `advanced`, `pytorch`) still profiles a run.
-    """
-
-    def profile(self, action_name: str) -> nullcontext:
-        return nullcontext(action_name)
-
-
-def resolve_checkpoint(requested: str, trainer) -> Path:
-    """`best` / `last`: the newest such file of the runs under `trainer`'s logger folders; else the path itself."""
-    if requested not in CHECKPOINT_ALIASES:
-        return Path(requested)
-    roots = checkpoint_roots(trainer)
-    found = [path for root in roots if root.is_dir() for path in root.glob(f"**/{requested}.ckpt")]
-    if not found:
-        where = " or ".join(str(root) for root in roots)
-        raise CheckpointError(f"--ckpt_path {requested}: no {requested}.ckpt under {where}; run `fit` first")
-    path = max(found, key=lambda path: path.stat().st_mtime)
-    rank_zero_info(f"--ckpt_path {requested} -> {path}")
-    return path
-
-
-def checkpoint_roots(trainer) -> list[Path]:
-    """Where earlier runs of this trainer config wrote checkpoints: the loggers' run folders, explicit dirpaths."""
-    root = Path(trainer.get("default_root_dir") or ".")
-    loggers = trainer.get("logger")
-    if loggers in (None, True):
-        roots = [root / "lightning_logs"]
-    elif loggers is False:
-        roots = [root]
-    else:
-        roots = []
-        for logger in loggers if isinstance(loggers, list) else [loggers]:
-            init = logger.get("init_args") or {}
-            roots.append(Path(init.get("save_dir") or root) / (init.get("name") or "lightning_logs"))
-    for callback in trainer.get("callbacks") or []:
-        if "ModelCheckpoint" in str(callback.get("class_path")) and (callback.get("init_args") or {}).get("dirpath"):
-            roots.append(Path(callback["init_args"]["dirpath"]))
-    return list(dict.fromkeys(roots))
-
-
-def check_checkpoint(path: Path, weights_only: bool = True) -> dict:
-    """Load a checkpoint once, as Lightning will, to turn any failure into one clear message; its weights."""
-    if not path.is_file():
-        raise CheckpointError(f"--ckpt_path {path}: no such checkpoint file")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=weights_only)
-    except pickle.UnpicklingError as error:
-        reason = str(error).strip().splitlines()[-1].strip()
-        raise CheckpointError(
-            f"refusing to load {path}: it holds objects that would run code when loaded ({reason}). "
-            "Only load checkpoints from sources you trust; with one you do, pass --weights_only false"
-        ) from None
-    except (RuntimeError, OSError, EOFError) as error:
-        raise CheckpointError(f"cannot read checkpoint {path}: {error}; it is truncated or not a checkpoint") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise CheckpointError(f"{path} is not a Lightning checkpoint of this model (it has no state_dict)")
-    return checkpoint["state_dict"]
+def log_into_checkpoint_run(trainer: Namespace, checkpoint: Path) -> None:
+    """Point the TensorBoard logger at the run folder a checkpoint was saved in (`<run>/checkpoints/x.ckpt`)."""
+    logger = trainer.get("logger")
+    if logger in (None, True):  # Lightning's default logger, spelt out so that its version can be set
+        logger = trainer.logger = Namespace(class_path=TensorBoardLogger.__module__ + ".TensorBoardLogger")
+        logger.init_args = Namespace(save_dir=trainer.get("default_root_dir") or ".")
+    if not (isinstance(logger, Namespace) and str(logger.get("class_path")).endswith("TensorBoardLogger")):
+        return
+    run, root = checkpoint.parent.parent, logger_root(logger, Path(trainer.get("default_root_dir") or "."))
+    inside_a_run = checkpoint.parent.name == "checkpoints" and run.parent.resolve() == root.resolve()
+    if inside_a_run and logger.init_args.get("version") is None:
+        logger.init_args.version = run.name

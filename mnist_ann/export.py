@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch.export import Dim
 
-from mnist_ann.cli import check_checkpoint, resolve_checkpoint
+from mnist_ann.checkpoints import check_checkpoint, resolve_checkpoint
 from mnist_ann.errors import ConfigError
 from mnist_ann.model import MNISTClassifier
 

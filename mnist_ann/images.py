@@ -7,8 +7,10 @@ badly unless it is prepared the same way, which is what `prepare` does. MNIST's 
 through it unchanged in substance.
 """
 
+import logging
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -16,6 +18,8 @@ from torch import Tensor
 from torchvision.transforms.v2 import functional as F
 
 from mnist_ann.errors import DataError
+
+log = logging.getLogger(__name__)
 
 BOX, FRAME = 20, 28
 MAX_PIXELS = 50_000_000  # larger is refused before decoding: a decompression bomb, or no digit anyone drew
@@ -27,21 +31,27 @@ class ImageError(DataError):
     """An image file that cannot be read or holds no digit."""
 
 
-def load_image(path: Path) -> Image.Image:
-    """Open any image Pillow reads, refusing enormous ones before their pixels are decoded."""
+def load_image(source: Path | BinaryIO, name: str | None = None) -> Image.Image:
+    """Open any image Pillow reads, from a file or a binary stream, refusing empty and enormous ones
+    before their pixels are decoded. An animated image gives its first frame, saying so."""
+    name = name or str(source)
+    if (source.stat().st_size if isinstance(source, Path) else len(source.getbuffer())) == 0:
+        raise ImageError(f"{name}: empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            image = Image.open(source)
             if image.width * image.height > MAX_PIXELS:
-                raise ImageError(f"{path}: {image.width}x{image.height} pixels, more than the {MAX_PIXELS:,} accepted")
+                raise ImageError(f"{name}: {image.width}x{image.height} pixels, more than the {MAX_PIXELS:,} accepted")
             image.load()
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
-        raise ImageError(f"{path}: refused as a decompression bomb ({error})") from None
+        raise ImageError(f"{name}: refused as a decompression bomb ({error})") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image Pillow can read") from None
+        raise ImageError(f"{name}: not an image Pillow can read") from None
     except OSError as error:  # truncated or corrupt data
-        raise ImageError(f"{path}: corrupt or truncated image ({error})") from None
+        raise ImageError(f"{name}: corrupt or truncated image ({error})") from None
+    if getattr(image, "n_frames", 1) > 1:
+        log.warning(f"{name}: animated ({image.n_frames} frames); only its first frame is used")
     return ImageOps.exif_transpose(image)
 
 
@@ -98,3 +108,17 @@ def find_images(paths: list[str]) -> list[Path]:
         else:
             raise ImageError(f"{path}: no such file or folder")
     return found
+
+
+def load_pictures(paths: list[str]) -> tuple[Tensor, list[str], list[str]]:
+    """The digits in the image files and folders named, prepared MNIST-style: uint8 (N, 28, 28),
+    the file of each, and one message per file that could not be used (also logged as it happens)."""
+    digits, names, failures = [], [], []
+    for path in find_images(paths):
+        try:
+            digits.append(prepare(load_image(path), str(path)))
+            names.append(str(path))
+        except ImageError as error:
+            failures.append(str(error))
+            log.warning(f"skipped {error}")
+    return (torch.stack(digits) if digits else torch.empty(0, FRAME, FRAME, dtype=torch.uint8)), names, failures

@@ -1,18 +1,31 @@
-"""The LightningModule: the network plus its loss, metrics, optimizer default and prediction output."""
+"""The LightningModule: the network with its loss, metrics and optimizer. Read it top to bottom:
+
+- `forward`: the network (`mnist_ann.network`) maps images to outputs.
+- `training_step`: forward pass, loss; Lightning then runs backpropagation and the optimizer step.
+- `validation_step` / `test_step`: the same forward pass and loss, plus accuracy on held-out images.
+- `predict_step`: outputs turned into a class and its probabilities (softmax).
+- `configure_optimizers`: the recipe's SGD, learning rate 0.01, momentum 0.9.
+
+What the output layer means (10 classes, one binary neuron, or a regression value) lives in
+`mnist_ann.tasks`; the bookkeeping that only makes training faster lives in `mnist_ann.lean`.
+"""
 
 from collections.abc import Sequence
 
 import lightning as L
 import torch
+from jsonargparse.typing import PositiveInt
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.wrappers import ClasswiseWrapper
 
-from mnist_ann.data import DIGITS
 from mnist_ann.errors import TrainingDivergedError
+from mnist_ann.idx import DIGITS
+from mnist_ann.lean import LeanTraining
 from mnist_ann.network import MLP, NUM_CLASSES
-from mnist_ann.tasks import accuracy, make_task
+from mnist_ann.tasks import PositiveRule, TaskName, accuracy, make_task
 
 Batch = tuple[Tensor, Tensor]
 
@@ -22,7 +35,7 @@ def recipe_sgd(params) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=0.01, momentum=0.9)
 
 
-class MNISTClassifier(L.LightningModule):
+class MNISTClassifier(LeanTraining, L.LightningModule):
     """Trains the MLP for one of three problem types (`mnist_ann.tasks`) and reports its metrics.
 
     Logged scalars: `train/loss` (running mean, every `trainer.log_every_n_steps` steps),
@@ -39,66 +52,58 @@ class MNISTClassifier(L.LightningModule):
         task: `multiclass` (10 outputs, softmax), `binary` (1 output, sigmoid) or `regression`
             (1 linear output: the digit's value).
         positive: for `binary`: the digit that is the positive class against the rest, or `even`.
+        class_names: the name of each label 0-9 (the command line takes them from the data);
+            saved with the checkpoint, so that predictions keep them.
     """
 
     def __init__(
         self,
-        hidden_sizes: Sequence[int] = (128, 64),
+        hidden_sizes: Sequence[PositiveInt] = (128, 64),
         optimizer: OptimizerCallable = recipe_sgd,
-        task: str = "multiclass",
-        positive: str = "0",
+        task: TaskName = "multiclass",
+        positive: PositiveRule = "0",
+        class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer"])
-        self.task = make_task(task, str(positive))
+        self.task = make_task(task, positive)
         self.net = MLP(hidden_sizes, num_classes=self.task.outputs)
         self.optimizer_factory = optimizer
-        # Training accuracy is counted on the device every step: a torchmetrics update costs five times as
-        # much, about 4% of this small model's step. Evaluation, where steps are few, uses torchmetrics.
-        self.register_buffer("train_correct", torch.zeros((), dtype=torch.long))
-        self.register_buffer("train_seen", torch.zeros((), dtype=torch.long))
+        self.class_names = self.task.class_names(class_names or DIGITS)
         self.metrics = nn.ModuleDict(
             {stage: MetricCollection({"acc": accuracy(self.task), **self.task.metrics()}) for stage in ("val", "test")}
         )
         self.val_accuracy_best = MaxMetric()
-        self.test_accuracy_per_digit = MulticlassAccuracy(NUM_CLASSES, average=None)
-        # Summed on the device and read once per window, so training never waits on a .item() per step.
-        # These counters are saved with checkpoints, so that a resumed run logs what an uninterrupted one does.
-        self.register_buffer("running_loss", torch.zeros(()))
-
-    def __setattr__(self, name: str, value) -> None:
-        # Lightning records the hook it is in as `_current_fx_name` before and after every hook call,
-        # about 40 times per training step. nn.Module.__setattr__ first checks whether the value is a
-        # parameter, module or buffer, which made those writes ~7% of this small model's step.
-        if name == "_current_fx_name":
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
+        self.test_accuracy_per_digit = ClasswiseWrapper(
+            MulticlassAccuracy(NUM_CLASSES, average=None), labels=DIGITS, prefix="test/acc_digit_"
+        )
 
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images)
 
-    def class_names(self) -> list[str]:
-        """The name of each predicted class id: the data's label names, as the task groups them."""
-        return self.task.class_names(getattr(self.trainer.datamodule, "classes", None) or DIGITS)
-
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         images, labels = batch
-        logits = self(images)
-        loss = self.task.loss(logits, self.task.targets(labels))
-        self.train_correct.add_((self.task.classes(logits.detach()) == self.task.class_targets(labels)).sum())
-        self.train_seen.add_(len(labels))
-        self.running_loss.add_(loss.detach())
-        window = self.trainer.log_every_n_steps  # the running loss is the mean over the steps between two logs
-        if window and (self.global_step + 1) % window == 0:
-            self._check_finite()
-            self.log("train/loss", self.running_loss / window, prog_bar=True, sync_dist=True)
-            self.running_loss.zero_()
+        outputs = self(images)
+        loss = self.task.loss(outputs, self.task.targets(labels))
+        predicted, target = self.task.classes(outputs.detach()), self.task.class_targets(labels)
+        if (running_loss := self.count_training_step(loss, predicted, target)) is not None:
+            self.check_finite(running_loss)
+            self.log("train/loss", running_loss, prog_bar=True, sync_dist=True)
         return loss
 
-    def _check_finite(self) -> None:
+    def on_train_start(self) -> None:
+        self.val_accuracy_best.reset()  # forget the sanity check's validation
+
+    def on_train_epoch_start(self) -> None:
+        self.log_same_everywhere("train/lr", self.optimizers().param_groups[0]["lr"])
+
+    def on_train_epoch_end(self) -> None:
+        # Under DDP every process trains on an equal share, so the mean over processes is the exact accuracy.
+        self.log("train/acc", self.epoch_training_accuracy(), sync_dist=True)
+
+    def check_finite(self, loss: Tensor) -> None:
         """Stop a run whose loss or weights are no longer finite numbers, before it logs or saves them."""
-        if torch.isfinite(self.running_loss) and all(torch.isfinite(p).all() for p in self.parameters()):
+        if torch.isfinite(loss) and all(torch.isfinite(p).all() for p in self.parameters()):
             return
         callback = self.trainer.checkpoint_callback
         kept = callback.last_model_path or callback.best_model_path if callback else ""
@@ -109,19 +114,7 @@ class MNISTClassifier(L.LightningModule):
         )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        self._check_finite()
-
-    def on_train_start(self) -> None:
-        self.val_accuracy_best.reset()  # forget the sanity check's validation
-
-    def on_train_epoch_start(self) -> None:
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"])
-
-    def on_train_epoch_end(self) -> None:
-        # Under DDP every process trains on an equal share, so the mean over processes is the exact accuracy.
-        self.log("train/acc", self.train_correct / self.train_seen, sync_dist=True)
-        self.train_correct.zero_()
-        self.train_seen.zero_()
+        self.check_finite(self.running_loss)
 
     def _evaluate(self, batch: Batch, stage: str) -> dict[str, Tensor]:
         images, labels = batch
@@ -141,7 +134,7 @@ class MNISTClassifier(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self.val_accuracy_best(self.metrics["val"]["acc"].compute())
-        self.log("val/acc_best", self.val_accuracy_best.compute())
+        self.log_same_everywhere("val/acc_best", self.val_accuracy_best.compute())
 
     def test_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
         outputs = self._evaluate(batch, "test")
@@ -151,9 +144,14 @@ class MNISTClassifier(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         if self.task.num_classes == NUM_CLASSES:
-            per_digit = self.test_accuracy_per_digit.compute()
-            self.log_dict({f"test/acc_digit_{digit}": accuracy for digit, accuracy in enumerate(per_digit)})
+            for name, value in self.test_accuracy_per_digit.compute().items():
+                self.log_same_everywhere(name, value)
             self.test_accuracy_per_digit.reset()
+
+    def log_same_everywhere(self, name: str, value: Tensor | float) -> None:
+        """Log a value that every process already holds (the learning rate, or one computed from metrics
+        torchmetrics has synchronized). Under DDP, Lightning's synchronization by `max` keeps it exactly."""
+        self.log(name, value, sync_dist=True, reduce_fx="max")
 
     def predict_step(self, batch: Batch | Tensor, batch_idx: int) -> dict[str, Tensor]:
         """The predicted class of each image, with its class probabilities (classification) or value (regression)."""

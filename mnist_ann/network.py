@@ -10,8 +10,6 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from mnist_ann.errors import ConfigError
-
 IMAGE_PIXELS = 28 * 28
 NUM_CLASSES = 10
 
@@ -29,8 +27,6 @@ class MLP(nn.Module):
         num_classes: int = NUM_CLASSES,
     ) -> None:
         super().__init__()
-        if any(size < 1 for size in hidden_sizes):
-            raise ConfigError(f"model.hidden_sizes must be positive integers, not {list(hidden_sizes)}")
         layers: list[nn.Module] = [nn.Flatten()]
         width = in_features
         for size in hidden_sizes:

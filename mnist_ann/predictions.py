@@ -3,7 +3,6 @@
 import csv
 import json
 import sys
-import warnings
 from pathlib import Path
 
 import lightning as L
@@ -11,10 +10,6 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 
 from mnist_ann.errors import ConfigError
-
-# The writer names rows from the batches themselves, so Lightning's batch indices (which it can only
-# track for torch DataLoaders) are not needed.
-warnings.filterwarnings("ignore", message="Couldn't infer the batch indices fetched from your dataloader")
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -34,7 +29,7 @@ class PredictionWriter(BasePredictionWriter):
         self._file, self._csv = None, None
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.class_names = pl_module.class_names()
+        self.class_names = pl_module.class_names
         self._file = self.output.open("w", newline="") if self.output and trainer.is_global_zero else None
         self._csv = None
         if self.console:

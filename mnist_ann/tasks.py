@@ -13,6 +13,8 @@ The activation is never applied to the outputs before a loss: the losses take lo
 numerically safer; probabilities are computed for metrics and predictions only.
 """
 
+from typing import Literal, get_args
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -25,9 +27,8 @@ from torchmetrics.classification import (
     MulticlassAccuracy,
 )
 
-from mnist_ann.errors import ConfigError
-
-TASKS = ("multiclass", "binary", "regression")
+TaskName = Literal["multiclass", "binary", "regression"]
+PositiveRule = Literal["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "even"]  # binary: this digit, or even ones
 CENTRE, SPREAD = 4.5, 3.0  # the regression neuron's target: (digit - CENTRE) / SPREAD
 
 
@@ -131,11 +132,9 @@ class RegressionTask(Task):
             metric.update(self.values(outputs), labels.float())
 
 
-def make_task(task: str, positive: str = "0") -> Task:
-    if task not in TASKS:
-        raise ConfigError(f"model.task must be one of {', '.join(TASKS)}, not {task!r}")
-    if positive not in {*"0123456789", "even"}:
-        raise ConfigError(f"model.positive must be a digit 0-9 or `even`, not {positive!r}")
+def make_task(task: TaskName, positive: PositiveRule = "0") -> Task:
+    if task not in get_args(TaskName) or positive not in get_args(PositiveRule):  # (the command line checks this)
+        raise ValueError(f"unknown task {task!r} or positive class {positive!r}")
     return {"multiclass": MulticlassTask, "binary": lambda: BinaryTask(positive), "regression": RegressionTask}[task]()
 
 

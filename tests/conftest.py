@@ -1,5 +1,10 @@
+import contextlib
 import os
+import re
+import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -7,6 +12,7 @@ import pytest
 from tests.idx import write_mnist
 
 REPO = Path(__file__).resolve().parent.parent
+CONFIG = str(REPO / "configs" / "default.yaml")
 REAL_DATA_DIR = Path(os.environ.get("MNIST_ANN_DATA_DIR") or REPO.parent / "shared" / "data")
 
 
@@ -17,10 +23,91 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def start_cli(*args: str, cwd, env: dict | None = None, command: tuple[str, ...] = ()) -> subprocess.Popen:
+    """`python -m mnist_ann ARGS` (or another `command`) started as a user starts it, in its own process
+    group so that everything it launches can be stopped together; `tests` is importable in it."""
+    environment = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.Popen(
+        list(command or (sys.executable, "-m", "mnist_ann")) + list(args),
+        cwd=cwd,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def finish(process: subprocess.Popen, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Wait for a process started by `start_cli`; whatever happens, nothing of its group is left running."""
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"{' '.join(process.args)} did not finish in {timeout} s:\n{stdout[-2000:]}\n{stderr[-3000:]}")
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # children left behind by a crash (DDP ranks, workers)
+            os.killpg(process.pid, signal.SIGKILL)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def run_cli(*args: str, cwd, env: dict | None = None, timeout: float = 300, check: bool = True):
+    """Run the command line in a subprocess; with `check`, fail the test unless it exits 0."""
+    result = finish(start_cli(*args, cwd=cwd, env=env), timeout)
+    if check and result.returncode:
+        pytest.fail(f"mnist_ann {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+# Warnings the README lists as ones a user should see: none of them comes up on the synthetic data.
+EXPECTED_WARNINGS = ("ChecksumWarning",)
+
+
+def unexpected_warnings(output: str) -> list[str]:
+    """Warnings and tips printed by a command, other than the expected ones. Python prints a warning as
+    `file.py:LINE: Category: message`, Lightning as `file.py:LINE: message`; progress bars rewrite lines with \\r."""
+    lines = re.split(r"[\r\n]+", output)
+    printed = [line for line in lines if re.search(r"\.py:\d+: |Warning|💡", line)]
+    return [line for line in printed if not any(expected in line for expected in EXPECTED_WARNINGS)]
+
+
+def run_main(monkeypatch, *args: str) -> None:
+    """The real entry point in this process (faster than a subprocess, for tests that need no isolation)."""
+    from mnist_ann.__main__ import main
+
+    monkeypatch.setattr(sys, "argv", ["mnist-ann", *args])
+    main()
+
+
+def main_error(monkeypatch, *args: str) -> str:
+    """Run the real entry point in this process and return the message it exits with."""
+    with pytest.raises(SystemExit) as exit_:
+        run_main(monkeypatch, *args)
+    assert exit_.value.code != 0
+    return str(exit_.value.code)
+
+
 @pytest.fixture(scope="session")
 def synthetic_data_dir(tmp_path_factory) -> Path:
     """A data folder with small synthetic MNIST files (1,200 training and 300 test images)."""
     return write_mnist(tmp_path_factory.mktemp("synthetic"))
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(synthetic_data_dir, tmp_path_factory) -> Path:
+    """A checkpoint of the recipe trained 2 epochs on the synthetic data, for tests that use a trained model."""
+    import lightning as L
+
+    from mnist_ann.data import MNISTDataModule
+    from mnist_ann.model import MNISTClassifier
+
+    L.seed_everything(0)
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    trainer.fit(MNISTClassifier(), MNISTDataModule(synthetic_data_dir, val_size=200))
+    path = tmp_path_factory.mktemp("model") / "model.ckpt"
+    trainer.save_checkpoint(path)
+    return path
 
 
 @pytest.fixture

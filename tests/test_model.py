@@ -2,7 +2,8 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from mnist_ann.data import EpochBatchSampler, MNISTDataModule, TensorLoader
+from mnist_ann.data import MNISTDataModule
+from mnist_ann.loader import EpochBatchSampler, TensorLoader
 from mnist_ann.model import MNISTClassifier
 
 

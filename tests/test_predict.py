@@ -1,45 +1,25 @@
-"""`predict` on users' image files, and `export` to files that run without this package."""
+"""`predict` on users' image files and on the test images: rows, files, exit status."""
 
 import csv
 import json
 import random
-import subprocess
-import sys
 
 import lightning as L
 import numpy as np
-import onnxruntime
 import pytest
 import torch
 from PIL import Image
 
-from mnist_ann.data import MNISTDataModule, load_split, normalize
-from mnist_ann.export import export
+from mnist_ann.data import MNISTDataModule, normalize
+from mnist_ann.idx import load_split
 from mnist_ann.model import MNISTClassifier
-from tests.conftest import REPO
-
-CONFIG = str(REPO / "configs" / "default.yaml")
-
-
-@pytest.fixture(scope="module")
-def checkpoint(synthetic_data_dir, tmp_path_factory):
-    L.seed_everything(0)
-    trainer = L.Trainer(max_epochs=2, logger=False, enable_progress_bar=False, enable_checkpointing=False)
-    trainer.fit(MNISTClassifier(), MNISTDataModule(synthetic_data_dir, val_size=200))
-    path = tmp_path_factory.mktemp("model") / "model.ckpt"
-    trainer.save_checkpoint(path)
-    return path
+from tests.conftest import CONFIG, run_cli, run_main
 
 
 def predict_rows(monkeypatch, workdir, output, *args: str) -> list[dict]:
     """`mnist-ann predict` through the real entry point, in this process; the rows it wrote to `output`."""
-    from mnist_ann.__main__ import main
-
     monkeypatch.chdir(workdir)
-    monkeypatch.setattr(
-        sys, "argv", ["mnist-ann", "predict", "--config", CONFIG, *args, "--trainer.callbacks.output", str(output)]
-    )
-    main()
+    run_main(monkeypatch, "predict", "--config", CONFIG, *args, "--trainer.callbacks.output", str(output))
     if output.suffix == ".csv":
         return list(csv.DictReader(output.open()))
     return [json.loads(line) for line in output.read_text().splitlines()]
@@ -56,7 +36,7 @@ def user_picture(digit: np.ndarray, rng: random.Random) -> Image.Image:
     return paper
 
 
-def test_predict_writes_a_row_per_image_and_names_each_bad_file(checkpoint, synthetic_data_dir, tmp_path):
+def test_predict_writes_a_row_per_image_and_names_each_bad_file(trained_checkpoint, synthetic_data_dir, tmp_path):
     images, labels = load_split(synthetic_data_dir, train=False)
     folder = tmp_path / "pictures"
     folder.mkdir()
@@ -67,29 +47,22 @@ def test_predict_writes_a_row_per_image_and_names_each_bad_file(checkpoint, synt
     Image.new("L", (64, 64), 255).save(folder / "white.png")
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     output = tmp_path / "predictions.csv"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mnist_ann",
-            "predict",
-            "--config",
-            CONFIG,
-            "--ckpt_path",
-            str(checkpoint),
-            "--data.predict_files",
-            f"[{folder}]",
-            "--trainer.callbacks.output",
-            str(output),
-        ],
+    result = run_cli(
+        "predict",
+        "--config",
+        CONFIG,
+        "--ckpt_path",
+        str(trained_checkpoint),
+        "--data.predict_files",
+        f"[{folder}]",
+        "--trainer.callbacks.output",
+        str(output),
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        check=False,
     )
     assert result.returncode == 1, result.stderr[-3000:]  # not every file could be predicted
     for bad, why in (
-        ("blank.png", "not an image"),
+        ("blank.png", "empty file (0 bytes)"),
         ("white.png", "no digit found"),
         ("broken.jpg", "corrupt or truncated image"),
     ):
@@ -102,39 +75,18 @@ def test_predict_writes_a_row_per_image_and_names_each_bad_file(checkpoint, synt
         assert abs(sum(probabilities) - 1) < 1e-4 and float(row["probability"]) == max(probabilities)
 
 
-def test_predict_without_a_config_prints_the_rows(checkpoint, synthetic_data_dir, tmp_path):
-    picture = tmp_path / "digit.png"
-    user_picture(load_split(synthetic_data_dir, train=False)[0][0].numpy(), random.Random(0)).save(picture)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mnist_ann",
-            "predict",
-            "--ckpt_path",
-            str(checkpoint),
-            "--data.predict_files",
-            f"[{picture}]",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    [row] = [line.split() for line in result.stdout.splitlines() if line.startswith(str(picture))]
-    assert row[1] in "0123456789" and 0.1 < float(row[2]) <= 1  # (synthetic patterns are no real digits)
-
-
-def test_predict_on_the_mnist_test_images_as_json_lines(checkpoint, synthetic_data_dir, tmp_path, monkeypatch):
+def test_predict_on_the_mnist_test_images_as_json_lines(trained_checkpoint, synthetic_data_dir, tmp_path, monkeypatch):
     data = ["--data.data_dir", str(synthetic_data_dir), "--data.val_size", "200"]
-    rows = predict_rows(monkeypatch, tmp_path, tmp_path / "predictions.jsonl", "--ckpt_path", str(checkpoint), *data)
+    rows = predict_rows(
+        monkeypatch, tmp_path, tmp_path / "predictions.jsonl", "--ckpt_path", str(trained_checkpoint), *data
+    )
     assert len(rows) == 300 and rows[0]["file"] == "test image 0"
     labels = load_split(synthetic_data_dir, train=False)[1].tolist()
     accuracy = np.mean([row["class"] == label for row, label in zip(rows, labels, strict=True)])
     assert accuracy > 0.9
 
 
+@pytest.mark.slow
 def test_user_pictures_of_real_mnist_digits_lose_at_most_2_points(real_data_dir, tmp_path, monkeypatch):
     L.seed_everything(42)  # the recipe, for 2 epochs
     trainer = L.Trainer(max_epochs=2, logger=False, enable_progress_bar=False, enable_checkpointing=False)
@@ -160,39 +112,3 @@ def test_user_pictures_of_real_mnist_digits_lose_at_most_2_points(real_data_dir,
     pictures = np.mean([int(row["class"]) == int(row["file"].split("label")[1][0]) for row in rows])
     print(f"accuracy on 1000 MNIST test digits: originals {original:.2%}, as user pictures {pictures:.2%}")
     assert pictures >= original - 0.02
-
-
-def test_exported_onnx_and_pt2_give_the_checkpoints_logits(checkpoint, synthetic_data_dir, tmp_path):
-    written = export(str(checkpoint), output_dir=str(tmp_path))
-    assert sorted(path.name for path in written) == ["model.onnx", "model.pt2"]
-    images = normalize(load_split(synthetic_data_dir, train=False)[0][:37])  # an odd batch size: dynamic
-    with torch.no_grad():
-        expected = MNISTClassifier.load_from_checkpoint(checkpoint, weights_only=True).eval()(images).numpy()
-
-    program = torch.export.load(tmp_path / "model.pt2").module()
-    np.testing.assert_allclose(program(images).detach().numpy(), expected, atol=1e-5, rtol=0)
-    session = onnxruntime.InferenceSession(tmp_path / "model.onnx", providers=["CPUExecutionProvider"])
-    [logits] = session.run(["logits"], {"images": images.numpy()})
-    np.testing.assert_allclose(logits, expected, atol=1e-5, rtol=0)
-
-
-def test_export_command_line(checkpoint, tmp_path, monkeypatch, capsys):
-    from mnist_ann.__main__ import main
-
-    monkeypatch.setattr(
-        sys,
-        "argv",
-        [
-            "mnist-ann",
-            "export",
-            "--ckpt_path",
-            str(checkpoint),
-            "--output_dir",
-            str(tmp_path / "out"),
-            "--onnx",
-            "false",
-        ],
-    )
-    main()
-    assert f"wrote {tmp_path / 'out' / 'model.pt2'}" in capsys.readouterr().out
-    assert not (tmp_path / "out" / "model.onnx").exists()
