@@ -2,6 +2,7 @@
 
 import gc
 import logging
+import signal
 import sys
 import warnings
 
@@ -13,7 +14,7 @@ gc.disable()
 from tqdm import tqdm  # noqa: E402
 
 from mnist_ann.cli import MNISTCLI  # noqa: E402
-from mnist_ann.errors import UserError  # noqa: E402
+from mnist_ann.errors import Interrupted, UserError, full_disk_cause  # noqa: E402
 
 gc.freeze()
 gc.enable()
@@ -27,14 +28,22 @@ DEPENDENCY_NOISE = [
 ]
 
 
+# Log lines of Lightning that advertise, or that the command's own last line says better: a run stopped
+# by a signal reports what it saved and how to resume (Lightning's says SIGTERM even for Ctrl-C).
+DEPENDENCY_LOG_NOISE = {
+    "lightning.pytorch.utilities.rank_zero": ("💡 Tip", "An SIGTERMException was raised"),
+    "lightning.pytorch.trainer.connectors.signal_connector": ("Received SIGTERM", "[rank: 0] Received SIGTERM"),
+}
+
+
 def quiet_dependency_noise() -> None:
     """Applied where the command starts, not on import, so that importing mnist_ann changes nothing."""
     for category, message in DEPENDENCY_NOISE:
         warnings.filterwarnings("ignore", message=message, category=category)
-    # Lightning advertises a cloud logger on every run.
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-        lambda record: not record.getMessage().startswith("💡 Tip")
-    )
+    for logger, prefixes in DEPENDENCY_LOG_NOISE.items():
+        logging.getLogger(logger).addFilter(
+            lambda record, prefixes=prefixes: not record.getMessage().startswith(prefixes)
+        )
 
 
 def main() -> None:
@@ -49,12 +58,29 @@ def main() -> None:
         else:
             MNISTCLI()
     except UserError as error:  # the user's to fix: the message, without a traceback
-        # A run stopped mid-epoch leaves its progress bar open: close it first, so that the message is
-        # the last thing printed (tqdm has no public list of open bars, and Lightning leaves them open).
-        for bar in list(tqdm._instances):
-            bar.leave = False
-            bar.close()
+        close_progress_bars()
         sys.exit(f"error: {error}")
+    except OSError as error:
+        if not (cause := full_disk_cause(error)):
+            raise
+        close_progress_bars()
+        sys.exit(f"error: no space left writing {cause.filename or 'a file'} ({cause.strerror})")
+    except Interrupted as interruption:  # what was saved, and the command that goes on from there
+        close_progress_bars()
+        if str(interruption):  # (said once, by the first process)
+            print(interruption, file=sys.stderr)
+        sys.exit(interruption.exit_status)
+    except KeyboardInterrupt:  # Ctrl-C outside training: nothing to save
+        close_progress_bars()
+        sys.exit(128 + signal.SIGINT)
+
+
+def close_progress_bars() -> None:
+    """Close the bars a stopped run leaves open, so that the message comes last (tqdm has no public list
+    of open bars, and Lightning does not close them when a run stops with an exception)."""
+    for bar in list(tqdm._instances):
+        bar.leave = False
+        bar.close()
 
 
 if __name__ == "__main__":

@@ -1,18 +1,25 @@
-"""Finding and opening checkpoints safely, for every command that takes `--ckpt_path`.
+"""Finding, opening and writing checkpoints safely, for every command that takes `--ckpt_path`.
 
 - `best` / `last` work in a fresh process: the newest `best.ckpt` / `last.ckpt` written by an
   earlier run under the same logger folder (plain Lightning only knows the checkpoints of the run it
   is in).
 - Checkpoints are loaded with `weights_only=True`: a file that would run code when unpickled is
-  refused, not executed. A missing or unreadable checkpoint is one clear message.
+  refused, not executed. A missing, unreadable or foreign file is one clear message.
+- `AtomicCheckpointIO` writes each checkpoint so that no failure, a full disk included, leaves
+  neither the old file nor the new one whole.
 """
 
+import os
 import pickle
 import re
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
+from torch import Tensor
 
 from mnist_ann.errors import CheckpointError
 
@@ -20,17 +27,37 @@ ALIASES = ("best", "last")
 
 
 def resolve_checkpoint(requested: str, trainer: dict) -> Path:
-    """`best` / `last`: the newest such file of the runs under `trainer`'s logger folders; else the path itself."""
+    """`best` / `last`: that file of the newest run under `trainer`'s logger folders; else the path itself.
+
+    The newest run is the one that wrote the newest checkpoint. When it has no such file (a run
+    stopped before its first validation has `last.ckpt` only), that is an error, not a silent
+    fallback to an older run's file.
+    """
     if requested not in ALIASES:
         return Path(requested)
     roots = checkpoint_roots(trainer)
-    found = [path for root in roots if root.is_dir() for path in root.glob(f"**/{requested}.ckpt")]
-    if not found:
+    everything = checkpoints_under(roots)
+    if not everything:
         where = " or ".join(str(root) for root in roots)
-        raise CheckpointError(f"--ckpt_path {requested}: no {requested}.ckpt under {where}; run `fit` first")
-    path = max(found, key=lambda path: path.stat().st_mtime)
+        raise CheckpointError(f"--ckpt_path {requested}: no checkpoint under {where}; run `fit` first")
+    newest_run = everything[0].parent
+    path = newest_run / f"{requested}.ckpt"
+    if not path.is_file():
+        has = ", ".join(sorted({other.name for other in everything if other.parent == newest_run}))
+        earlier = next((other for other in everything if other.name == path.name), None)
+        raise CheckpointError(
+            f"--ckpt_path {requested}: the newest run's checkpoints ({newest_run}) hold no {path.name}, only {has} "
+            "(a run stopped before its first validation has no best.ckpt); pass one of those by its path"
+            + (f", or {earlier} of an earlier run" if earlier else "")
+        )
     rank_zero_info(f"--ckpt_path {requested} -> {path}")
     return path
+
+
+def checkpoints_under(roots: list[Path], name: str = "*.ckpt") -> list[Path]:
+    """The checkpoint files called `name` under the folders `roots`, newest first."""
+    found = {path for root in roots if root.is_dir() for path in root.glob(f"**/{name}")}
+    return sorted(found, key=lambda path: path.stat().st_mtime, reverse=True)
 
 
 def checkpoint_roots(trainer: dict) -> list[Path]:
@@ -55,8 +82,11 @@ def logger_root(logger: dict, default_root_dir: Path) -> Path:
     return Path(init.get("save_dir") or default_root_dir) / (init.get("name") or "lightning_logs")
 
 
-def check_checkpoint(path: Path, weights_only: bool = True) -> dict:
-    """Load a checkpoint once, as Lightning will, to turn any failure into one clear message; its weights."""
+def check_checkpoint(path: Path, weights_only: bool = True, others: list[Path] = ()) -> dict[str, Any]:
+    """Load a checkpoint once, as Lightning will, to turn any failure into one clear message.
+
+    `others`: checkpoints the message can offer instead when this one cannot be read.
+    """
     if not path.is_file():
         raise CheckpointError(f"--ckpt_path {path}: no such checkpoint file")
     try:
@@ -70,7 +100,53 @@ def check_checkpoint(path: Path, weights_only: bool = True) -> dict:
             "Only load checkpoints from sources you trust; with one you do, pass --weights_only false"
         ) from None
     except (RuntimeError, OSError, EOFError) as error:
-        raise CheckpointError(f"cannot read checkpoint {path}: {error}; it is truncated or not a checkpoint") from None
+        reason = re.split(r"\.\s", str(error).strip().splitlines()[0])[0]  # torch's first sentence
+        usable = [str(other) for other in others if other.resolve() != path.resolve()][:3]
+        instead = f"; other checkpoints: {', '.join(usable)}" if usable else ""
+        raise CheckpointError(f"cannot read {path} ({reason}): it is truncated or not a checkpoint{instead}") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise CheckpointError(f"{path} is not a Lightning checkpoint of this model (it has no state_dict)")
-    return checkpoint["state_dict"]
+        raise CheckpointError(f"{path} is not a Lightning checkpoint (it holds no state_dict)")
+    if "pytorch-lightning_version" not in checkpoint:
+        raise CheckpointError(
+            f"{path} holds weights but not Lightning's record of the run (no 'pytorch-lightning_version'): "
+            "it was not written by Trainer.save_checkpoint or a checkpoint callback"
+        )
+    return checkpoint
+
+
+def shape_differences(found: dict[str, Tensor], expected: dict[str, Tensor]) -> list[str]:
+    """How a checkpoint's weights differ from a model's, one phrase per tensor: empty when they fit."""
+    phrases = []
+    for name in sorted(found.keys() | expected.keys()):
+        if name not in expected:
+            phrases.append(f"{name} is in the checkpoint but not in the model")
+        elif name not in found:
+            phrases.append(f"{name} {tuple(expected[name].shape)} is missing from the checkpoint")
+        elif found[name].shape != expected[name].shape:
+            phrases.append(f"{name} is {tuple(found[name].shape)}, the model expects {tuple(expected[name].shape)}")
+    return phrases
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint whole or not at all, never over the old one while writing.
+
+    Lightning writes to a temporary file in the system's temp folder and then moves it; when the
+    checkpoint folder is on another filesystem, that move is a copy over the old file, and a disk
+    that fills during it leaves a broken checkpoint where a good one was. Here the new checkpoint
+    goes to a temporary file in its own folder, is flushed to the disk, and replaces the old one in
+    one rename: at every moment one of the two is whole.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(descriptor, "wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise

@@ -8,24 +8,43 @@ Beyond plain LightningCLI:
 - The data module tells the model its class names (`link_arguments`), and checkpoints keep them.
 - The optimizer is built once up front, so a bad learning rate is refused before the data loads.
 - A config error is the parser's `error:` line with a pointer to `--help`, not the full usage first.
+- `fit` stopped by SIGTERM or Ctrl-C saves its step and exits 143 or 130; a full disk is one message.
 """
 
+import itertools
+import os
+import shlex
+import signal
+import sys
 import warnings
 from pathlib import Path
 
+import torch
+import yaml
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from mnist_ann.checkpoints import check_checkpoint, logger_root, resolve_checkpoint
+from mnist_ann.checkpoints import (
+    check_checkpoint,
+    checkpoint_roots,
+    checkpoints_under,
+    logger_root,
+    resolve_checkpoint,
+    shape_differences,
+)
 from mnist_ann.data import MNISTDataModule
-from mnist_ann.errors import CheckpointError, ConfigError, DataError
+from mnist_ann.errors import CheckpointError, ConfigError, DataError, DiskFullError, Interrupted, full_disk_cause
 from mnist_ann.model import MNISTClassifier
 from mnist_ann.predictions import PredictionWriter
 
 # Lightning's notes on restoring the training callbacks' state from a checkpoint: they matter when
 # `fit` resumes, and say nothing to a command that only evaluates or predicts.
 RESTORE_NOTES = ("The dirpath has changed from", "Be aware that when using `ckpt_path`, callbacks used to create")
+# Model settings a checkpoint decides (Lightning takes them from it): said aloud when the config differs.
+CHECKPOINT_SETTINGS = ("task", "positive", "hidden_sizes")
 
 
 class ArgumentParser(LightningArgumentParser):
@@ -40,7 +59,10 @@ class MNISTCLI(LightningCLI):
             MNISTDataModule,
             save_config_kwargs={"overwrite": True},
             auto_configure_optimizers=False,  # the model takes its optimizer as --model.optimizer
-            trainer_defaults={"profiler": {"class_path": "mnist_ann.lean.NoProfiler"}},
+            trainer_defaults={
+                "profiler": {"class_path": "mnist_ann.lean.NoProfiler"},
+                "plugins": {"class_path": "mnist_ann.checkpoints.AtomicCheckpointIO"},
+            },
             parser_class=ArgumentParser,
             parser_kwargs={"prog": "mnist-ann"},
             seed_everything_default=42,  # the recipe's, also without a config: runs repeat exactly
@@ -51,6 +73,7 @@ class MNISTCLI(LightningCLI):
         parser.link_arguments("data.classes", "model.class_names", apply_on="instantiate")
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        check_config_files(parser, sys.argv[1:] if args is None else args)
         super().parse_arguments(parser, args)
         # Lightning reads the model's hyperparameters from --ckpt_path right after parsing: resolve
         # best/last and check the file first, so that this works for them too and fails clearly.
@@ -68,7 +91,17 @@ class MNISTCLI(LightningCLI):
             return
         path = resolve_checkpoint(config["ckpt_path"], config.trainer)
         config["ckpt_path"] = str(path)
-        self._checkpoint_weights = check_checkpoint(path, weights_only=config["weights_only"])
+        others = checkpoints_under(checkpoint_roots(config.trainer))
+        checkpoint = check_checkpoint(path, weights_only=config["weights_only"], others=others)
+        self._checkpoint_weights = checkpoint["state_dict"]
+        saved = checkpoint.get("hyper_parameters", {})
+        if changed := [
+            name for name in CHECKPOINT_SETTINGS if name in saved and differ(saved[name], config.model[name])
+        ]:
+            settings = ", ".join(
+                f"model.{name}={saved[name]} (the config says {config.model[name]})" for name in changed
+            )
+            rank_zero_info(f"--ckpt_path {path}: the checkpoint's model is used: {settings}")
         if subcommand != "fit":  # (a resumed fit starts a new run: its steps may overlap the first's)
             log_into_checkpoint_run(config.trainer, path)
 
@@ -80,17 +113,72 @@ class MNISTCLI(LightningCLI):
             raise ConfigError(f"model.optimizer: {error}") from None
         if rates := [group["lr"] for group in optimizer.param_groups if not group["lr"] > 0]:
             raise ConfigError(f"model.optimizer: the learning rate must be positive, got {rates[0]}")
-        if weights := getattr(self, "_checkpoint_weights", None):
-            expected = {name: tuple(tensor.shape) for name, tensor in self.model.state_dict().items()}
-            found = {name: tuple(tensor.shape) for name, tensor in weights.items()}
-            if found != expected:
-                differences = sorted(set(found.items()) ^ set(expected.items()))[:4]
-                raise CheckpointError(
-                    f"{self.config_init[self.subcommand]['ckpt_path']} does not fit this model "
-                    f"(differs in {', '.join(f'{name} {shape}' for name, shape in differences)})"
-                )
+        weights = getattr(self, "_checkpoint_weights", None)
+        if weights and (differences := shape_differences(weights, self.model.state_dict())):
+            raise CheckpointError(
+                f"{self.config_init[self.subcommand]['ckpt_path']} does not fit this model: "
+                + "; ".join(differences[:4])
+            )
 
     before_fit = before_validate = before_test = _check_before_running
+
+    def fit(self, model, **kwargs) -> None:
+        """`trainer.fit` that stops cleanly when told to.
+
+        SIGTERM (a scheduler's preemption, `timeout`, `kill`) is handled by Lightning: the step in
+        progress completes, the checkpoint callback with `save_on_exception` saves it, and the run
+        stops. Ctrl-C (SIGINT) is routed the same way, so that it never stops a step halfway.
+        """
+        received = []
+
+        def on_interrupt(signum, frame) -> None:
+            received.append(signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        previous = signal.signal(signal.SIGINT, on_interrupt)
+        try:
+            self.trainer.fit(model, **kwargs)
+        except SIGTERMException:
+            raise self._interrupted(received[0] if received else signal.SIGTERM) from None
+        except Exception as error:
+            if cause := full_disk_cause(error):
+                raise self._disk_full(cause) from None
+            raise
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _kept_checkpoint(self) -> tuple[Path, int] | None:
+        """The newest checkpoint of this run that loads, with its step."""
+        folders = [Path(callback.dirpath) for callback in self.trainer.checkpoint_callbacks if callback.dirpath]
+        for path in checkpoints_under(folders):
+            try:
+                return path, torch.load(path, map_location="cpu", weights_only=True)["global_step"]
+            except Exception:  # a partial file of some other writer: look further
+                continue
+        return None
+
+    def _interrupted(self, signum: signal.Signals) -> Interrupted:
+        kept = self._kept_checkpoint()
+        stopped = f"stopped by {signum.name} at step {self.trainer.global_step}"
+        if kept and kept[1] == self.trainer.global_step:
+            command = shlex.join(
+                ["mnist-ann", *without_option(sys.argv[1:], "--ckpt_path"), "--ckpt_path", str(kept[0])]
+            )
+            message = f"{stopped}; saved it to {kept[0]}. Resume with: {command}"
+        elif kept:
+            message = f"{stopped}; the last checkpoint is {kept[0]} (step {kept[1]})"
+        else:
+            message = f"{stopped}; no checkpoint was written"
+        return Interrupted(message if self.trainer.is_global_zero else "", 128 + signum)
+
+    def _disk_full(self, cause: OSError) -> DiskFullError:
+        kept = self._kept_checkpoint()
+        where = f" writing {cause.filename}" if cause.filename else f" under {self.trainer.log_dir}"
+        return DiskFullError(
+            f"no space left{where} ({cause.strerror}): training stopped at step {self.trainer.global_step}. "
+            + (f"Kept {kept[0]} (step {kept[1]}), whole" if kept else "No checkpoint had been written")
+            + "; free some space, then resume with --ckpt_path last"
+        )
 
     def before_predict(self) -> None:
         self._check_before_running()
@@ -100,6 +188,41 @@ class MNISTCLI(LightningCLI):
     def after_predict(self) -> None:
         if failures := self.datamodule.predict_failures:
             raise DataError(f"{len(failures)} of the files given could not be predicted (see the messages above)")
+
+
+def check_config_files(parser: LightningArgumentParser, args: list[str]) -> None:
+    """Refuse an empty or malformed YAML config by its name (the parser reports neither by name)."""
+    named = [value for option, value in itertools.pairwise(args) if option in ("--config", "-c")]
+    named += [arg.split("=", 1)[1] for arg in args if arg.startswith("--config=")]
+    for path in map(Path, named):
+        if not path.is_file():
+            continue  # the parser says so itself
+        try:
+            content = yaml.safe_load(path.read_text())
+        except yaml.MarkedYAMLError as error:
+            mark = error.problem_mark
+            parser.error(f"{path}: not valid YAML: {error.problem} (line {mark.line + 1}, column {mark.column + 1})")
+        except (yaml.YAMLError, UnicodeDecodeError) as error:
+            parser.error(f"{path}: not a YAML file ({error})")
+        if content is None:
+            parser.error(f"{path} is empty: a config holds settings such as `trainer:`, `model:` and `data:`")
+
+
+def without_option(args: list[str], option: str) -> list[str]:
+    """Command-line arguments with every `option VALUE` and `option=VALUE` left out."""
+    kept, skip = [], False
+    for arg in args:
+        if not skip and arg != option and not arg.startswith(f"{option}="):
+            kept.append(arg)
+        skip = arg == option
+    return kept
+
+
+def differ(saved, configured) -> bool:
+    """Whether a checkpoint's setting and the config's differ (a list in one is a tuple in the other)."""
+    if isinstance(saved, (list, tuple)) and isinstance(configured, (list, tuple)):
+        return list(saved) != list(configured)
+    return saved != configured
 
 
 def log_into_checkpoint_run(trainer: Namespace, checkpoint: Path) -> None:

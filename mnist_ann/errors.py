@@ -1,5 +1,7 @@
 """Errors a user can cause and fix. The command line prints their message alone, without a traceback."""
 
+import errno
+
 
 class UserError(Exception):
     """Base class: the message says what is wrong and what to do about it."""
@@ -23,3 +25,29 @@ class CheckpointError(UserError):
 
 class TrainingDivergedError(UserError, RuntimeError):
     """The loss or the weights stopped being finite numbers."""
+
+
+class DiskFullError(UserError):
+    """The disk (or the file-size limit) ran out while the run was writing."""
+
+
+class Interrupted(Exception):
+    """The run was stopped by a signal; the message says what was saved and how to go on."""
+
+    def __init__(self, message: str, exit_status: int) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
+
+
+FULL_DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+def full_disk_cause(error: BaseException) -> OSError | None:
+    """The out-of-space OSError behind an error, however deeply libraries wrapped it; None if there is none."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in FULL_DISK_ERRNOS:
+            return error
+        error = error.__cause__ or error.__context__
+    return None

@@ -1,15 +1,17 @@
 """`mnist-ann export`: the trained network as files that run without this package.
 
 - `model.pt2`: a `torch.export` program; `torch.export.load("model.pt2").module()(images)`.
-- `model.onnx` (needs the `onnx` extra): for onnxruntime and other ONNX runtimes.
+- `model.onnx` (needs the `onnx` extra): for onnxruntime and other ONNX runtimes, one
+  self-contained file with the weights inside.
 
 Both take a batch of normalized images, float32 of shape (N, 1, 28, 28) with any N, and return the
 network's outputs: logits (N, 10) for the multiclass task (softmax gives probabilities), (N, 1) for
 binary (a logit for sigmoid) and regression (the standardized value, see `mnist_ann.tasks`).
-Normalized means `(pixels / 255 - 0.5) / 0.5`
-with white ink on black, as `mnist_ann.images.prepare` makes them.
+Normalized means `(pixels / 255 - 0.5) / 0.5` with white ink on black, as `mnist_ann.images.prepare`
+and `mnist_ann.data.normalize` make them.
 """
 
+import importlib.util
 from pathlib import Path
 
 import torch
@@ -29,24 +31,24 @@ def export(ckpt_path: str = "best", output_dir: str = "export", onnx: bool = Tru
         output_dir: folder for model.pt2 and model.onnx.
         onnx: also write model.onnx (needs `pip install 'mnist-ann[onnx]'`).
     """
+    folder = Path(output_dir)
+    check_output_dir(folder)
+    if onnx and (missing := [name for name in ("onnx", "onnxscript") if importlib.util.find_spec(name) is None]):
+        raise ConfigError(
+            f"--onnx needs {' and '.join(missing)}: pip install 'mnist-ann[onnx]', or pass --onnx false "
+            "(nothing was written)"
+        )
     path = resolve_checkpoint(ckpt_path, {})
     check_checkpoint(path)
     network = MNISTClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=True).net.eval()
     example = torch.zeros(2, 1, 28, 28)
     batch = {0: Dim("batch", min=1)}
-    folder = Path(output_dir)
     folder.mkdir(parents=True, exist_ok=True)
 
     program = torch.export.export(network, (example,), dynamic_shapes=(batch,))
     torch.export.save(program, folder / "model.pt2")
     written = [folder / "model.pt2"]
     if onnx:
-        try:
-            import onnxscript  # noqa: F401  (the ONNX exporter needs it)
-        except ImportError:
-            raise ConfigError(
-                "--onnx needs the onnx extra: pip install 'mnist-ann[onnx]' (or pass --onnx false)"
-            ) from None
         torch.onnx.export(
             network,
             (example,),
@@ -55,8 +57,17 @@ def export(ckpt_path: str = "best", output_dir: str = "export", onnx: bool = Tru
             output_names=["logits"],
             dynamic_shapes=(batch,),
             dynamo=True,
+            external_data=False,  # one self-contained file (the weights are 0.4 MB): copy it and it runs
         )
         written.append(folder / "model.onnx")
     for path in written:
         print(f"wrote {path}")
     return written
+
+
+def check_output_dir(folder: Path) -> None:
+    """Refuse, before anything is written, an output folder that cannot be one."""
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--output_dir {folder} is a file; name a folder (it is made if missing)")
+    if blocking := next((parent for parent in folder.parents if parent.exists() and not parent.is_dir()), None):
+        raise ConfigError(f"--output_dir {folder}: {blocking} is a file, so no folder can be made under it")

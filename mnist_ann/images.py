@@ -113,8 +113,11 @@ def find_images(paths: list[str]) -> list[Path]:
 def load_pictures(paths: list[str]) -> tuple[Tensor, list[str], list[str]]:
     """The digits in the image files and folders named, prepared MNIST-style: uint8 (N, 28, 28),
     the file of each, and one message per file that could not be used (also logged as it happens)."""
+    found = find_images(paths)
+    if not found:
+        raise ImageError(f"no image files in {', '.join(paths)} (it reads the types Pillow opens: .png, .jpg, ...)")
     digits, names, failures = [], [], []
-    for path in find_images(paths):
+    for path in found:
         try:
             digits.append(prepare(load_image(path), str(path)))
             names.append(str(path))

@@ -1,6 +1,7 @@
 """Real failures for the reliability tests, at a chosen step of a real run (added with `--trainer.callbacks+=`)."""
 
 import os
+import resource
 import signal
 
 from lightning.pytorch.callbacks import Callback
@@ -15,3 +16,30 @@ class SendSignal(Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_step == self.at_step:
             os.kill(os.getpid(), self.signal)
+
+
+class FileSizeLimit(Callback):
+    """From epoch `from_epoch` on, no file of this process may grow beyond `max_bytes`: the operating system
+    refuses the write (EFBIG), as a full disk refuses it with ENOSPC. SIGXFSZ, which would kill the process
+    instead, is ignored, as a process running into a real limit would see it."""
+
+    def __init__(self, from_epoch: int = 1, max_bytes: int = 100_000) -> None:
+        self.from_epoch, self.max_bytes = from_epoch, max_bytes
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.from_epoch:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (self.max_bytes, resource.RLIM_INFINITY))
+
+
+class FillDisk(Callback):
+    """From epoch `from_epoch` on, the disk holding the run's folder has `free_bytes` left: a file fills the rest."""
+
+    def __init__(self, from_epoch: int = 1, free_bytes: int = 100_000) -> None:
+        self.from_epoch, self.free_bytes = from_epoch, free_bytes
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.from_epoch:
+            disk = os.statvfs(trainer.log_dir)
+            with open(os.path.join(trainer.log_dir, "filler"), "wb") as filler:
+                filler.write(bytes(max(0, disk.f_bavail * disk.f_frsize - self.free_bytes)))

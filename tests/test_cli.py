@@ -128,7 +128,7 @@ def test_profiler_on_request_only(trained_run, tmp_path, monkeypatch, caplog):
     ("args", "message"),
     [
         (["fit", "--data.data_dir", "{tmp}", "--data.download", "false"], "MNIST not found in"),
-        (["test", "--data.data_dir", "{data}", "--ckpt_path", "best"], "no best.ckpt"),
+        (["test", "--data.data_dir", "{data}", "--ckpt_path", "best"], "--ckpt_path best: no checkpoint under"),
         (["test", "--data.data_dir", "{data}", "--ckpt_path", "{tmp}/nope.ckpt"], "nope.ckpt: no such checkpoint file"),
     ],
 )

@@ -1,14 +1,18 @@
 """`export`: files that run without this package and give the checkpoint's outputs."""
 
+import shutil
+import sys
+
 import numpy as np
 import onnxruntime
+import pytest
 import torch
 
 from mnist_ann.data import normalize
 from mnist_ann.export import export
 from mnist_ann.idx import load_split
 from mnist_ann.model import MNISTClassifier
-from tests.conftest import run_main
+from tests.conftest import main_error, run_main
 
 
 def test_exported_onnx_and_pt2_give_the_checkpoints_logits(trained_checkpoint, synthetic_data_dir, tmp_path):
@@ -38,3 +42,34 @@ def test_export_command_line(trained_checkpoint, tmp_path, monkeypatch, capsys):
     )
     assert f"wrote {tmp_path / 'out' / 'model.pt2'}" in capsys.readouterr().out
     assert not (tmp_path / "out" / "model.onnx").exists()
+
+
+def test_the_onnx_file_alone_is_the_whole_model(trained_checkpoint, synthetic_data_dir, tmp_path):
+    export(str(trained_checkpoint), output_dir=str(tmp_path / "export"))
+    assert sorted(path.name for path in (tmp_path / "export").iterdir()) == ["model.onnx", "model.pt2"]
+    deployed = tmp_path / "elsewhere"
+    deployed.mkdir()
+    shutil.copy(tmp_path / "export" / "model.onnx", deployed)  # what a user copies to deploy it
+    images = normalize(load_split(synthetic_data_dir, train=False)[0][:5])
+    session = onnxruntime.InferenceSession(deployed / "model.onnx", providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        expected = MNISTClassifier.load_from_checkpoint(trained_checkpoint, weights_only=True).eval()(images).numpy()
+    np.testing.assert_allclose(session.run(["logits"], {"images": images.numpy()})[0], expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("output_dir", "message"),
+    [("afile", "--output_dir {tmp}/afile is a file"), ("afile/sub", "{tmp}/afile is a file, so no folder can be made")],
+)
+def test_an_output_folder_that_cannot_be_one_is_refused(trained_checkpoint, tmp_path, monkeypatch, output_dir, message):
+    (tmp_path / "afile").write_text("notes")
+    args = ["export", "--ckpt_path", str(trained_checkpoint), "--output_dir", str(tmp_path / output_dir)]
+    assert message.format(tmp=tmp_path) in main_error(monkeypatch, *args)
+    assert (tmp_path / "afile").read_text() == "notes" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_without_the_onnx_extra_nothing_is_written(trained_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # how Python marks a module that cannot be imported
+    args = ["export", "--ckpt_path", str(trained_checkpoint), "--output_dir", str(tmp_path / "out")]
+    assert "--onnx needs onnxscript: pip install 'mnist-ann[onnx]'" in main_error(monkeypatch, *args)
+    assert not (tmp_path / "out").exists()

@@ -1,12 +1,19 @@
-"""Runs that are stopped mid-epoch. Each uses the default config with all its callbacks, as users run it,
-and a resumed run must end with the very weights of one that was never stopped."""
+"""Runs that are stopped: by SIGKILL, SIGTERM or Ctrl-C mid-epoch, or by a full disk. Each uses the default
+config with all its callbacks, as users run it, and a resumed run must end with the very weights of one
+that was never stopped."""
 
+import contextlib
+import os
+import re
+import shutil
 import signal
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import CONFIG, run_cli
+from tests.conftest import CONFIG, main_error, run_cli
 
 EPOCHS, STEPS_PER_EPOCH = 3, 16  # 1,000 synthetic training images in batches of 64
 STOP_AT = 23  # in the middle of the second epoch, three steps after a 5-step checkpoint
@@ -54,3 +61,78 @@ def test_a_run_killed_mid_epoch_resumes_from_its_step_checkpoint_exactly(synthet
     resumed = run_cli(*args, "--ckpt_path", "last", cwd=tmp_path)
     assert "version_0/checkpoints/last.ckpt" in resumed.stderr + resumed.stdout
     assert_same_run(final_state(tmp_path, 1), uninterrupted)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signal_name", "status"), [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_run_stopped_by_a_signal_saves_its_step_and_resumes_exactly(
+    synthetic_data_dir, tmp_path, uninterrupted, signal_name, status
+):
+    stop = ["--trainer.callbacks+=tests.crash.SendSignal", f"--trainer.callbacks.at_step={STOP_AT}",
+            f"--trainer.callbacks.signal_name={signal_name}"]  # fmt: skip
+    stopped = run_cli(*fit_args(synthetic_data_dir), *stop, cwd=tmp_path, check=False)
+    assert stopped.returncode == status, stopped.stderr[-3000:]
+    saved = Path("lightning_logs", "version_0", "checkpoints", "last.ckpt")  # as named from where it ran
+    # The step in progress completes, then it is saved: the signal came before step 23 (of 0, 1, ...).
+    last_line = stopped.stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f"stopped by {signal_name} at step {STOP_AT + 1}; saved it to {saved}. Resume with: ")
+    assert final_state(tmp_path, 0)["global_step"] == STOP_AT + 1
+
+    command = last_line.split("Resume with: mnist-ann ", 1)[1].split()
+    assert command[-2:] == ["--ckpt_path", str(saved)]
+    resumed = run_cli(*[arg for arg in command if "tests.crash" not in arg and "callbacks.at_step" not in arg
+                        and "signal_name" not in arg], cwd=tmp_path)  # fmt: skip
+    assert resumed.returncode == 0
+    assert_same_run(final_state(tmp_path, 1), uninterrupted)
+
+
+# A full disk, for real: a file-size limit (EFBIG), or a small tmpfs filled up (ENOSPC) where the tests may mount one.
+
+
+@contextlib.contextmanager
+def small_disk(folder, size: str = "8m"):
+    folder.mkdir()
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a small tmpfs needs root; the file-size-limit case covers a full disk")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("limit", "reason"), [("FileSizeLimit", "File too large"), ("FillDisk", "No space left")])
+def test_a_full_disk_stops_with_one_message_and_keeps_the_last_checkpoint(synthetic_data_dir, tmp_path, limit, reason):
+    with small_disk(tmp_path / "disk") if limit == "FillDisk" else contextlib.nullcontext(tmp_path) as disk:
+        args = [*fit_args(synthetic_data_dir), "--trainer.logger.init_args.save_dir", str(disk)]
+        result = run_cli(*args, f"--trainer.callbacks+=tests.crash.{limit}", cwd=tmp_path, check=False)
+        assert result.returncode == 1
+        assert "Traceback" not in result.stderr and "you tried to log" not in result.stderr
+        [message] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        checkpoints = disk / "lightning_logs" / "version_0" / "checkpoints"
+        assert re.match(rf"error: no space left (writing|under) \S+ \({reason}.*\): training stopped at step", message)
+        assert f"Kept {checkpoints}" in message and "(step 16), whole" in message
+        assert result.stderr.rstrip().endswith(message)  # the last thing printed
+        kept = torch.load(checkpoints / "last.ckpt", weights_only=True)  # the first epoch's, intact
+        assert kept["global_step"] == STEPS_PER_EPOCH
+        assert not list(checkpoints.glob(".*.tmp"))  # no half-written file left behind
+
+
+@pytest.mark.slow
+def test_best_after_a_run_stopped_in_its_first_epoch_is_not_an_older_runs(synthetic_data_dir, tmp_path, monkeypatch):
+    one_epoch = [*fit_args(synthetic_data_dir), "--trainer.max_epochs", "1"]
+    run_cli(*one_epoch, cwd=tmp_path)  # version_0: best.ckpt and last.ckpt
+    stop = ["--trainer.callbacks+=tests.crash.SendSignal", "--trainer.callbacks.at_step=3",
+            "--trainer.callbacks.signal_name=SIGTERM"]  # fmt: skip
+    assert run_cli(*one_epoch, *stop, cwd=tmp_path, check=False).returncode == 143  # version_1: last.ckpt only
+    monkeypatch.chdir(tmp_path)
+    data = ["--data.data_dir", str(synthetic_data_dir), "--data.val_size", "200"]
+    message = main_error(monkeypatch, "test", "--config", CONFIG, *data, "--ckpt_path", "best")
+    assert message == (
+        "error: --ckpt_path best: the newest run's checkpoints (lightning_logs/version_1/checkpoints) hold no "
+        "best.ckpt, only last.ckpt (a run stopped before its first validation has no best.ckpt); pass one of those "
+        "by its path, or lightning_logs/version_0/checkpoints/best.ckpt of an earlier run"
+    )

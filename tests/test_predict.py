@@ -8,12 +8,12 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from mnist_ann.data import MNISTDataModule, normalize
 from mnist_ann.idx import load_split
 from mnist_ann.model import MNISTClassifier
-from tests.conftest import CONFIG, run_cli, run_main
+from tests.conftest import CONFIG, main_error, run_cli, run_main
 
 
 def predict_rows(monkeypatch, workdir, output, *args: str) -> list[dict]:
@@ -112,3 +112,27 @@ def test_user_pictures_of_real_mnist_digits_lose_at_most_2_points(real_data_dir,
     pictures = np.mean([int(row["class"]) == int(row["file"].split("label")[1][0]) for row in rows])
     print(f"accuracy on 1000 MNIST test digits: originals {original:.2%}, as user pictures {pictures:.2%}")
     assert pictures >= original - 0.02
+
+
+@pytest.mark.parametrize("contents", [[], ["drawing.svg"]])
+def test_a_folder_without_readable_images_is_an_error(trained_checkpoint, tmp_path, monkeypatch, contents):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for name in contents:
+        (folder / name).write_text("<svg xmlns='http://www.w3.org/2000/svg'/>")
+    monkeypatch.chdir(tmp_path)
+    args = ["predict", "--ckpt_path", str(trained_checkpoint), "--data.predict_files", str(folder)]
+    assert f"error: no image files in {folder}" in main_error(monkeypatch, *args)
+
+
+def test_an_animated_image_is_predicted_from_its_first_frame_saying_so(
+    trained_checkpoint, tmp_path, monkeypatch, caplog
+):
+    frames = [Image.new("L", (60, 60), 255) for _ in range(3)]
+    for shift, frame in enumerate(frames):  # three different frames (Pillow merges equal ones)
+        ImageDraw.Draw(frame).line([(20 + 10 * shift, 10), (30, 50)], fill=0, width=6)
+    frames[0].save(gif := tmp_path / "moving.gif", save_all=True, append_images=frames[1:])
+    rows = predict_rows(monkeypatch, tmp_path, tmp_path / "rows.jsonl", "--ckpt_path", str(trained_checkpoint),
+                        "--data.predict_files", str(gif))  # fmt: skip
+    assert [row["file"] for row in rows] == [str(gif)]
+    assert f"{gif}: animated (3 frames); only its first frame is used" in caplog.text

@@ -1,6 +1,9 @@
 """What users can get wrong or lose: configs, diverging runs, crashes, untrusted checkpoints."""
 
 import os
+import re
+import shutil
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -11,7 +14,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from mnist_ann.data import MNISTDataModule
 from mnist_ann.errors import TrainingDivergedError
 from mnist_ann.model import MNISTClassifier
-from tests.conftest import CONFIG, main_error, run_main
+from tests.conftest import CONFIG, REPO, main_error, run_main
 
 # Bad configuration: refused before any training, with one message naming the option.
 
@@ -117,7 +120,10 @@ def test_truncated_checkpoint_is_one_clear_message(synthetic_data_dir, tmp_path,
     torch.save({"state_dict": MNISTClassifier().state_dict()}, broken)
     broken.write_bytes(broken.read_bytes()[:1000])
     args = ["test", "--config", CONFIG, "--data.data_dir", str(synthetic_data_dir), "--ckpt_path", str(broken)]
-    assert f"cannot read checkpoint {broken}" in main_error(monkeypatch, *args)
+    assert main_error(monkeypatch, *args) == (
+        f"error: cannot read {broken} (PytorchStreamReader failed reading zip archive: failed finding central "
+        "directory): it is truncated or not a checkpoint"
+    )
 
 
 # Reproducibility.
@@ -147,3 +153,89 @@ def test_the_seed_is_recorded_with_the_run(synthetic_data_dir, tmp_path, monkeyp
     run_main(monkeypatch, "fit", "--config", CONFIG, *data, "--trainer.max_epochs", "1", "--seed_everything", "true")
     seed = yaml.safe_load((tmp_path / "lightning_logs" / "version_0" / "config.yaml").read_text())["seed_everything"]
     assert isinstance(seed, int) and not isinstance(seed, bool)
+
+
+# Checkpoints that cannot be used as given: one message saying why, and what to use instead.
+
+
+@pytest.fixture(scope="module")
+def small_run(synthetic_data_dir, tmp_path_factory):
+    """A folder with one short run of the default config: lightning_logs/version_0/checkpoints/{best,last}.ckpt."""
+    workdir = tmp_path_factory.mktemp("small_run")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.chdir(workdir)
+        run_main(monkeypatch, "fit", "--config", CONFIG, "--data.data_dir", str(synthetic_data_dir),
+                 "--data.val_size=200", "--trainer.max_epochs=1", "--model.hidden_sizes=[32]")  # fmt: skip
+    return workdir
+
+
+def copy_of(small_run, tmp_path):
+    return shutil.copytree(small_run / "lightning_logs", tmp_path / "lightning_logs").parent
+
+
+def test_a_truncated_checkpoint_names_the_usable_ones(small_run, synthetic_data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(copy_of(small_run, tmp_path))
+    last = Path("lightning_logs/version_0/checkpoints/last.ckpt")
+    last.write_bytes(last.read_bytes()[:5000])
+    message = main_error(monkeypatch, "test", "--config", CONFIG, "--data.data_dir", str(synthetic_data_dir),
+                         "--ckpt_path", "last")  # fmt: skip
+    assert message.startswith(f"error: cannot read {last} (") and len(message) < 400
+    assert message.endswith(
+        "it is truncated or not a checkpoint; other checkpoints: lightning_logs/version_0/checkpoints/best.ckpt"
+    )
+
+
+def test_weights_without_lightnings_record_are_refused_by_name(small_run, synthetic_data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    plain = tmp_path / "weights.ckpt"
+    state = torch.load(small_run / "lightning_logs/version_0/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    torch.save({"state_dict": state}, plain)
+    message = main_error(monkeypatch, "test", "--config", CONFIG, "--data.data_dir", str(synthetic_data_dir),
+                         "--ckpt_path", str(plain))  # fmt: skip
+    assert f"{plain} holds weights but not Lightning's record of the run" in message
+
+
+def test_weights_of_another_shape_say_which_the_model_expects(small_run, synthetic_data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    checkpoint = torch.load(small_run / "lightning_logs/version_0/checkpoints/last.ckpt", weights_only=True)
+    del checkpoint["hyper_parameters"]  # nothing tells the command line that its hidden layer had 32 units
+    torch.save(checkpoint, stripped := tmp_path / "stripped.ckpt")
+    message = main_error(monkeypatch, "test", "--config", CONFIG, "--data.data_dir", str(synthetic_data_dir),
+                         "--ckpt_path", str(stripped))  # fmt: skip
+    assert f"{stripped} does not fit this model: net.layers.1.bias is (32,), the model expects (128,);" in message
+
+
+def test_a_checkpoint_of_another_task_is_used_as_it_was_trained_and_says_so(
+    synthetic_data_dir, tmp_path, monkeypatch, caplog
+):
+    monkeypatch.chdir(tmp_path)
+    data = ["--data.data_dir", str(synthetic_data_dir), "--data.val_size", "200"]
+    binary = ["--config", str(REPO / "configs" / "binary.yaml"), "--trainer.max_epochs", "1"]
+    run_main(monkeypatch, "fit", "--config", CONFIG, *binary, *data)
+    with caplog.at_level("INFO"):
+        run_main(monkeypatch, "test", "--config", CONFIG, *data, "--ckpt_path", "best")
+    assert "the checkpoint's model is used: model.task=binary (the config says multiclass)" in caplog.text
+
+
+# Config files a user wrote by hand.
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            "trainer:\n  max_epochs: [1\n",
+            r"{path}: not valid YAML: expected ',' or '\]', but got '<stream end>' \(line 3, column 1\)",
+        ),
+        ("trainer:\n\tmax_epochs: 1\n", r"{path}: not valid YAML: found character '\\t' that cannot start any token"),
+        ("", r"{path} is empty: a config holds settings such as `trainer:`"),
+        ("# only a comment\n", r"{path} is empty"),
+    ],
+)
+def test_a_broken_config_file_is_named_in_the_error(tmp_path, monkeypatch, capsys, content, message):
+    monkeypatch.chdir(tmp_path)
+    (path := tmp_path / "mine.yaml").write_text(content)
+    with pytest.raises(SystemExit) as exit_:
+        run_main(monkeypatch, "fit", "--config", CONFIG, "--config", str(path))
+    assert exit_.value.code == 2
+    assert re.search("^error: " + message.format(path=re.escape(str(path))), capsys.readouterr().err, re.MULTILINE)
