@@ -19,6 +19,9 @@ from mnist_ann.errors import Interrupted, UserError, full_disk_cause  # noqa: E4
 gc.freeze()
 gc.enable()
 
+# Commands that are one function each (mnist_ann/<name>.py: <name>()), beside LightningCLI's subcommands.
+FUNCTION_COMMANDS = ("export", "serve")
+
 # Warnings of dependencies that say nothing a user of this command can act on, silenced by message.
 DEPENDENCY_NOISE = [
     # Lightning's own use of a torch API that torch deprecated; nothing here calls it.
@@ -49,12 +52,13 @@ def quiet_dependency_noise() -> None:
 def main() -> None:
     quiet_dependency_noise()
     try:
-        if sys.argv[1:2] == ["export"]:
+        if (command := sys.argv[1:2]) and command[0] in FUNCTION_COMMANDS:
+            from importlib import import_module
+
             from jsonargparse import CLI
 
-            from mnist_ann.export import export
-
-            CLI(export, args=sys.argv[2:])
+            module = import_module(f"mnist_ann.{command[0]}")
+            CLI(getattr(module, command[0]), args=sys.argv[2:], prog=f"mnist-ann {command[0]}")
         else:
             MNISTCLI()
     except UserError as error:  # the user's to fix: the message, without a traceback

@@ -31,25 +31,47 @@ class ImageError(DataError):
     """An image file that cannot be read or holds no digit."""
 
 
+class EmptyImage(ImageError):
+    """A file of 0 bytes."""
+
+
+class UnreadableImage(ImageError):
+    """Bytes that are no image format Pillow knows."""
+
+
+class DamagedImage(ImageError):
+    """An image whose data is corrupt or cut short."""
+
+
+class OversizedImage(ImageError):
+    """An image of more pixels than are accepted, refused before it is decoded."""
+
+
+class BlankImage(ImageError):
+    """An image without any ink: no digit to classify."""
+
+
 def load_image(source: Path | BinaryIO, name: str | None = None) -> Image.Image:
     """Open any image Pillow reads, from a file or a binary stream, refusing empty and enormous ones
     before their pixels are decoded. An animated image gives its first frame, saying so."""
     name = name or str(source)
     if (source.stat().st_size if isinstance(source, Path) else len(source.getbuffer())) == 0:
-        raise ImageError(f"{name}: empty file (0 bytes)")
+        raise EmptyImage(f"{name}: empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(source)
             if image.width * image.height > MAX_PIXELS:
-                raise ImageError(f"{name}: {image.width}x{image.height} pixels, more than the {MAX_PIXELS:,} accepted")
+                raise OversizedImage(
+                    f"{name}: {image.width}x{image.height} pixels, more than the {MAX_PIXELS:,} accepted"
+                )
             image.load()
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
-        raise ImageError(f"{name}: refused as a decompression bomb ({error})") from None
+        raise OversizedImage(f"{name}: refused as a decompression bomb ({error})") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image Pillow can read") from None
+        raise UnreadableImage(f"{name}: not an image Pillow can read") from None
     except OSError as error:  # truncated or corrupt data
-        raise ImageError(f"{name}: corrupt or truncated image ({error})") from None
+        raise DamagedImage(f"{name}: corrupt or truncated image ({error})") from None
     if getattr(image, "n_frames", 1) > 1:
         log.warning(f"{name}: animated ({image.n_frames} frames); only its first frame is used")
     return ImageOps.exif_transpose(image)
@@ -70,7 +92,7 @@ def prepare(image: Image.Image, name: str = "image") -> Tensor:
     background = border.median()
     ink = (grey - background).abs()  # distance from the paper's shade: bright ink on black either way
     if ink.max() < BLANK_CONTRAST:
-        raise ImageError(f"{name}: no digit found (the image is blank)")
+        raise BlankImage(f"{name}: no digit found (the image is blank)")
     rows, columns = (ink >= INK_THRESHOLD * ink.max()).nonzero(as_tuple=True)
     digit = ink[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
     digit = digit / digit.max()

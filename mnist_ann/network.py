@@ -38,3 +38,13 @@ class MLP(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         """Map a batch of images (N, 1, 28, 28) or flat vectors (N, 784) to logits (N, num_classes)."""
         return self.layers(images)
+
+    def layer_outputs(self, images: Tensor) -> list[Tensor]:
+        """The same forward pass, one layer at a time: each hidden layer's activations (after its ReLU),
+        then the output layer's logits. What the network "sees" at every stage, for pictures of it."""
+        outputs, x = [], images
+        for layer in self.layers:
+            x = layer(x)
+            if isinstance(layer, nn.ReLU):
+                outputs.append(x)
+        return [*outputs, x]

@@ -1,0 +1,281 @@
+"""`mnist-ann serve`: a trained checkpoint as an HTTP prediction service on LitServe, with a page to draw on.
+
+    POST /predict   {"image": "<base64 of a PNG, JPEG, ...>", "explain": false}, or a file upload
+                    (multipart form, field `file`); the answer is the predicted class, its name, every
+                    class's probability (the value, for regression) and, with "explain", what the
+                    network saw: the prepared 28x28 input and each layer's activations.
+    GET  /          the draw-a-digit page (mnist_ann/web/index.html)
+    GET  /health    LitServe's health check: "ok" once a worker is ready
+
+Pictures go through the very preparation `predict` gives files (`mnist_ann.images`). Requests pass
+two places, each answering what it can with `{"error": ...}` and a 4xx status: `RequestGate`, in the
+HTTP process, for the HTTP-level mistakes (size, syntax, missing field), and `DigitAPI` in the
+inference workers for the image itself. A worker never raises for a bad request: LitServe would
+fail every request batched with it.
+"""
+
+import base64
+import binascii
+import json
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from importlib.resources import files
+from io import BytesIO
+from typing import Literal
+
+import litserve as ls
+import torch
+from fastapi.responses import HTMLResponse, JSONResponse
+from jsonargparse.typing import NonNegativeFloat, PositiveInt, restricted_number_type
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mnist_ann.checkpoints import check_checkpoint, resolve_checkpoint
+from mnist_ann.data import normalize
+from mnist_ann.errors import UserError
+from mnist_ann.images import (
+    BlankImage,
+    DamagedImage,
+    EmptyImage,
+    ImageError,
+    OversizedImage,
+    UnreadableImage,
+    load_image,
+    prepare,
+)
+from mnist_ann.model import MNISTClassifier
+
+MAX_BODY_BYTES = 10 * 1024 * 1024
+Port = restricted_number_type("Port", int, [(">=", 1024), ("<=", 65535)])
+IMAGE_STATUS = {EmptyImage: 400, UnreadableImage: 415, DamagedImage: 422, OversizedImage: 413, BlankImage: 422}
+
+
+@dataclass
+class Rejected:
+    """A request the worker cannot answer with a prediction: its HTTP status and why."""
+
+    status: int
+    error: str
+
+
+@dataclass
+class Prepared:
+    """A picture prepared MNIST-style, uint8 (28, 28), and whether the answer should explain itself."""
+
+    digit: torch.Tensor
+    explain: bool
+
+
+class DigitAPI(ls.LitAPI):
+    """Decode and prepare pictures, run the network on a batch of them, and answer each in JSON."""
+
+    def __init__(self, checkpoint: str, max_batch_size: int = 1, batch_timeout: float = 0.0) -> None:
+        super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout)
+        self.checkpoint = checkpoint
+
+    def setup(self, device: str) -> None:
+        # One image's forward pass is too small for torch's thread pool, whose second thread competes with
+        # the HTTP server for the cores: one client got 558-570 requests/s with one thread, 443-528 without
+        # (benchmarks/serve.py; with 16 clients the difference was within the noise).
+        torch.set_num_threads(1)
+        self.model = MNISTClassifier.load_from_checkpoint(self.checkpoint, map_location=device, weights_only=True)
+        self.model.eval()
+        self.device = device
+
+    # (No type annotations on decode_request's request nor on encode_response's result: LitServe makes
+    # FastAPI's request and response models of them.)
+    def decode_request(self, request):
+        try:
+            data = base64.b64decode(request["image"], validate=True)
+        except (binascii.Error, ValueError):
+            return Rejected(400, "image: not valid base64")
+        try:
+            return Prepared(prepare(load_image(BytesIO(data), "image"), "image"), bool(request.get("explain")))
+        except ImageError as error:
+            return Rejected(IMAGE_STATUS.get(type(error), 422), str(error))
+
+    @torch.inference_mode()
+    def predict(self, inputs: list | Prepared | Rejected) -> list | dict | Rejected:
+        # With max_batch_size > 1, LitServe's own batch() hands over the list as it is: pictures and rejects.
+        items = inputs if isinstance(inputs, list) else [inputs]
+        ready = [item for item in items if isinstance(item, Prepared)]
+        answers = iter(self.answer(ready) if ready else [])
+        results = [next(answers) if isinstance(item, Prepared) else item for item in items]
+        return results if isinstance(inputs, list) else results[0]
+
+    def answer(self, pictures: list[Prepared]) -> list[dict]:
+        digits = torch.stack([picture.digit for picture in pictures])
+        layers = self.model.net.layer_outputs(normalize(digits).to(self.device))
+        predicted = self.model.task.predict(layers[-1])
+        names = self.model.class_names
+        answers = []
+        for index, picture in enumerate(pictures):
+            cls = predicted["classes"][index].item()
+            answer = {"class": cls, "name": names[cls], "classes": names}
+            if "probabilities" in predicted:
+                answer["probabilities"] = predicted["probabilities"][index].tolist()
+            else:
+                answer["value"] = predicted["values"][index].item()
+            if picture.explain:
+                answer["input"] = picture.digit.tolist()
+                answer["layers"] = [layer[index].tolist() for layer in layers]
+            answers.append(answer)
+        return answers
+
+    def encode_response(self, output):
+        if isinstance(output, Rejected):
+            return JSONResponse({"error": output.error}, status_code=output.status)
+        return output
+
+
+class RequestGate:
+    """ASGI middleware in front of POST /predict: answers malformed requests itself, hands LitServe JSON.
+
+    LitServe would answer a malformed JSON body with a 500, and cannot pass an uploaded file to its
+    workers (LitServe#443). Here every request becomes JSON `{"image": <base64>, ...}` (an upload is converted), or
+    gets its 4xx `{"error": ...}` before it reaches a worker.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/predict" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        try:
+            body = await self._body(scope, receive)
+            upload = await self._checked(scope, body)
+        except RequestError as error:
+            await JSONResponse({"error": error.message}, status_code=error.status)(scope, receive, send)
+            return
+        if upload is not None:  # the file, base64 in JSON; a JSON body goes on as it came
+            body = json.dumps(upload).encode()
+            headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")]
+            headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            scope = {**scope, "headers": headers}
+
+        async def replay() -> dict:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        """The whole body; over the limit, the rest is read and dropped first, so that the client, still
+        sending, gets the 413 rather than a connection reset."""
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            size += len(message.get("body", b""))
+            if size <= self.max_bytes:
+                chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        if size > self.max_bytes:
+            raise RequestError(413, f"request body of {size:,} bytes, over the {self.max_bytes:,} accepted")
+        return b"".join(chunks)
+
+    async def _checked(self, scope: Scope, body: bytes) -> dict | None:
+        """Refuse what no worker could use; a file upload, as the JSON a worker takes."""
+        content_type = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
+        if not body:
+            raise RequestError(400, 'empty request: send JSON {"image": "<base64>"} or a file upload (field "file")')
+        if content_type.startswith("multipart/form-data"):
+            return await self._upload(scope, body)
+        try:
+            request = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise RequestError(400, f"malformed JSON: {error}") from None
+        if not isinstance(request, dict) or not isinstance(request.get("image"), str):
+            raise RequestError(422, 'the JSON must be an object with "image": a base64 string of a picture file')
+        return None
+
+    async def _upload(self, scope: Scope, body: bytes) -> dict:
+        async def replay() -> dict:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        try:
+            form = await Request(scope, replay).form()
+        except Exception as error:  # the multipart parser's own complaint
+            raise RequestError(400, f"malformed multipart form: {error}") from None
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise RequestError(422, 'the form has no file field "file"')
+        data = await upload.read()
+        explain = str(form.get("explain", "")).lower() in ("1", "true", "yes")
+        return {"image": base64.b64encode(data).decode(), "explain": explain}
+
+
+class RequestError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def page() -> HTMLResponse:
+    return HTMLResponse(files("mnist_ann").joinpath("web", "index.html").read_text())
+
+
+def serve(
+    ckpt_path: str = "best",
+    host: Literal["127.0.0.1", "0.0.0.0", "::"] = "127.0.0.1",
+    port: Port = 8000,
+    workers: PositiveInt = 1,
+    max_batch_size: PositiveInt = 1,
+    batch_timeout: NonNegativeFloat = 0.0,
+    fast_queue: bool = True,
+) -> None:
+    """Serve a checkpoint over HTTP until Ctrl-C or SIGTERM.
+
+    Args:
+        ckpt_path: the checkpoint (loaded with weights_only=True); `best` or `last`: that file of the
+            newest run under lightning_logs/.
+        host: 127.0.0.1 (this machine only), or 0.0.0.0 / :: (every interface: others can reach it).
+        port: the TCP port, 1024-65535.
+        workers: inference processes; each loads the model and takes batches of requests.
+        max_batch_size: requests a worker answers with one forward pass, at most.
+        batch_timeout: seconds a worker waits to fill a batch.
+        fast_queue: pass requests to the workers over ZeroMQ rather than multiprocessing queues.
+    """
+    checkpoint = resolve_checkpoint(ckpt_path, {})
+    check_checkpoint(checkpoint)
+    MNISTClassifier.load_from_checkpoint(
+        checkpoint, map_location="cpu", weights_only=True
+    )  # fails here, not in a worker
+
+    api = DigitAPI(str(checkpoint), max_batch_size=max_batch_size, batch_timeout=batch_timeout)
+    server = ls.LitServer(
+        api,
+        accelerator="auto",
+        workers_per_device=workers,
+        fast_queue=fast_queue,
+        middlewares=[(RequestGate, {"max_bytes": MAX_BODY_BYTES})],
+    )
+    # LitServe answers GET / itself ("litserve running"): the page's route goes first, so that it wins.
+    server.app.add_api_route("/", page, methods=["GET"], include_in_schema=False)
+    server.app.router.routes.insert(0, server.app.router.routes.pop())
+
+    address = f"http://{'127.0.0.1' if host == '127.0.0.1' else host}:{port}"
+    print(f"serving {checkpoint} with {workers} worker(s): the page {address}/, the API POST {address}/predict")
+    stop_on_signals()
+    try:
+        server.run(host=host, port=port, generate_client_file=False, log_level="warning")
+    except RuntimeError as error:  # LitServe: "One or more workers failed to start"
+        raise UserError(f"the server did not start: {error}") from None
+
+
+def stop_on_signals() -> None:
+    """SIGTERM and SIGINT stop the server as Ctrl-C does: LitServe then stops its workers and HTTP servers
+    in order (SIGINT too, since a process started in the background may have inherited it ignored).
+    The HTTP servers are forked from this process, and so inherit this handler: there it only exits."""
+    main = os.getpid()
+
+    def stop(signum, frame) -> None:
+        if os.getpid() != main:
+            sys.exit(0)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)

@@ -1,0 +1,376 @@
+"""`mnist-ann serve`: the real server process on a free port of 127.0.0.1, real HTTP requests, a real browser.
+
+Every server is started as a user starts it and stopped whatever happens (its whole process group).
+Servers are several processes each: their tests are `slow`.
+"""
+
+import base64
+import itertools
+import json
+import math
+import os
+import signal
+import time
+import urllib.error
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from io import BytesIO
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnist_ann.data import MNISTDataModule
+from mnist_ann.idx import load_split
+from mnist_ann.model import MNISTClassifier
+from tests.conftest import finish, free_port, run_main, start_cli, unexpected_warnings
+
+
+def start_server(checkpoint, *args: str, timeout: float = 120):
+    """`mnist-ann serve` on a free port; (process, base URL) once its health check answers."""
+    port = free_port()
+    process = start_cli(
+        "serve", "--ckpt_path", str(checkpoint), "--port", str(port), *args, cwd=Path(checkpoint).parent
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if get(f"{base}/health") == b"ok":
+                return process, base
+        except OSError:
+            pass
+        if process.poll() is not None:
+            break
+        time.sleep(0.3)
+    stop_server(process)
+    pytest.fail(f"the server did not come up on {base}: {process.stderr.read()[-3000:] if process.stderr else ''}")
+
+
+def stop_server(process) -> None:
+    """SIGTERM, as a service manager stops it; then anything of its group still there is killed."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    finish(process, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def server(trained_checkpoint):
+    process, base = start_server(trained_checkpoint, "--max_batch_size", "8", "--batch_timeout", "0.01")
+    yield base
+    stop_server(process)
+
+
+def get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return response.read()
+
+
+def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def as_json(picture: bytes, explain: bool = False) -> bytes:
+    return json.dumps({"image": base64.b64encode(picture).decode(), "explain": explain}).encode()
+
+
+def as_upload(picture: bytes, field: str = "file") -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="digit.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + picture
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def png(pixels: np.ndarray) -> bytes:
+    buffer = BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def digits(synthetic_data_dir) -> list[bytes]:
+    """The first synthetic test images as PNG files."""
+    images, _ = load_split(synthetic_data_dir, train=False)
+    return [png(image.numpy()) for image in images[:20]]
+
+
+@pytest.mark.slow
+def test_a_real_mnist_digit_gets_the_answer_predict_gives_its_file(
+    server, trained_checkpoint, real_data_dir, tmp_path, monkeypatch
+):
+    images, labels = load_split(real_data_dir, train=False)
+    picture = tmp_path / f"label{labels[0].item()}.png"
+    picture.write_bytes(png(images[0].numpy()))
+    status, served = post(f"{server}/predict", as_json(picture.read_bytes()))
+    assert status == 200
+
+    monkeypatch.chdir(tmp_path)
+    rows = tmp_path / "rows.jsonl"
+    run_main(monkeypatch, "predict", "--ckpt_path", str(trained_checkpoint), "--data.predict_files", str(picture),
+             "--trainer.callbacks+=mnist_ann.predictions.PredictionWriter", f"--trainer.callbacks.output={rows}",
+             "--trainer.callbacks.console=false")  # fmt: skip
+    [row] = [json.loads(line) for line in rows.read_text().splitlines()]
+    assert served["class"] == row["class"] and served["name"] == row["name"]
+    np.testing.assert_allclose(served["probabilities"], [row[f"p{k}"] for k in range(10)], atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow
+def test_a_file_upload_and_json_get_the_same_answer_and_explain_shows_the_layers(server, digits):
+    status, by_json = post(f"{server}/predict", as_json(digits[0], explain=True))
+    upload_status, by_upload = post(f"{server}/predict", *as_upload(digits[0]))
+    assert status == upload_status == 200
+    assert by_upload["probabilities"] == by_json["probabilities"] and "input" not in by_upload
+    assert len(by_json["input"]) == 28 and all(len(row) == 28 for row in by_json["input"])
+    assert [len(layer) for layer in by_json["layers"]] == [128, 64, 10]  # hidden 1, hidden 2, the output logits
+    assert math.isclose(sum(by_json["probabilities"]), 1, abs_tol=1e-5) and by_json["classes"][by_json["class"]]
+
+
+def truncated(picture: bytes) -> bytes:
+    big = BytesIO()
+    Image.open(BytesIO(picture)).resize((300, 300)).save(big, format="PNG")
+    return big.getvalue()[:2000]
+
+
+BAD_REQUESTS = [
+    ("an empty body", lambda d: (b"", "application/json"), 400, "empty request"),
+    ("malformed JSON", lambda d: (b'{"image": ', "application/json"), 400, "malformed JSON"),
+    ("a missing field", lambda d: (b'{"picture": "abc"}', "application/json"), 422, 'object with "image"'),
+    ("a field of the wrong type", lambda d: (b'{"image": 5}', "application/json"), 422, 'object with "image"'),
+    ("not base64", lambda d: (b'{"image": "@@@"}', "application/json"), 400, "image: not valid base64"),
+    ("not an image", lambda d: (as_json(b"hello, I am text"), "application/json"), 415, "not an image Pillow can read"),
+    ("a truncated image", lambda d: (as_json(truncated(d[0])), "application/json"), 422, "corrupt or truncated"),
+    (
+        "a blank drawing",
+        lambda d: (as_json(png(np.full((80, 80), 255, np.uint8))), "application/json"),
+        422,
+        "no digit found",
+    ),
+    ("an empty upload", lambda d: as_upload(b""), 400, "empty file (0 bytes)"),
+    ("a form without its file", lambda d: as_upload(d[0], field="picture"), 422, 'no file field "file"'),
+    (
+        "too many pixels",
+        lambda d: (as_json(png(np.zeros((8000, 8000), np.uint8))), "application/json"),
+        413,
+        "8000x8000 pixels, more than the 50,000,000 accepted",
+    ),
+    (
+        "a body over 10 MB",
+        lambda d: (b"x" * (11 * 1024 * 1024), "application/json"),
+        413,
+        "over the 10,485,760 accepted",
+    ),
+]
+
+
+@pytest.mark.parametrize(("what", "request_for", "status", "error"), BAD_REQUESTS, ids=[r[0] for r in BAD_REQUESTS])
+@pytest.mark.slow
+def test_a_bad_request_gets_its_4xx_and_the_next_good_one_its_answer(server, digits, what, request_for, status, error):
+    answer_status, answer = post(f"{server}/predict", *request_for(digits))
+    assert (answer_status, list(answer)) == (status, ["error"]) and error in answer["error"], answer
+    assert post(f"{server}/predict", as_json(digits[1]))[0] == 200
+
+
+@pytest.mark.slow
+def test_a_bad_request_in_a_batch_does_not_spoil_the_others(server, digits):
+    # Good and bad requests at once: batched together in the worker, each still gets its own answer.
+    requests = [as_json(digits[i]) if i % 2 else b'{"image": "@@@"}' for i in range(16)]
+    with ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(lambda body: post(f"{server}/predict", body)[0], requests))
+    assert statuses == [400, 200] * 8
+
+
+@pytest.mark.slow
+def test_300_requests_from_8_clients_are_all_answered_correctly(server, digits):
+    expected = [post(f"{server}/predict", as_json(digit))[1]["class"] for digit in digits]
+    started = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: (i % 20, post(f"{server}/predict", as_json(digits[i % 20]))), range(300)))
+    assert all(status == 200 and answer["class"] == expected[index] for index, (status, answer) in answers)
+    assert time.monotonic() - started < 120
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_server_and_every_process_it_started(trained_checkpoint):
+    process, _ = start_server(trained_checkpoint, "--workers", "2")
+    group = os.getpgid(process.pid)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    deadline = time.monotonic() + 30  # workers and HTTP servers stop in order: about two seconds here
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            break  # no process of its group is left
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"processes of the server's group {group} were still running 30 s after SIGTERM")
+    assert unexpected_warnings(finish(process).stderr) == []
+
+
+@pytest.mark.slow
+def test_the_page_loads_nothing_from_elsewhere_and_the_folder_gains_no_file(server, trained_checkpoint):
+    page = get(f"{server}/").decode()
+    assert '<canvas id="pad"' in page and "http:" not in page and "https:" not in page and " src=" not in page
+    assert sorted(path.name for path in Path(trained_checkpoint).parent.iterdir()) == ["model.ckpt"]  # no client.py
+
+
+def test_bad_options_are_refused_by_the_parser(trained_checkpoint, monkeypatch, capsys):
+    for option, value in (("--host", "example.com"), ("--port", "80"), ("--workers", "0")):
+        with pytest.raises(SystemExit):
+            run_main(monkeypatch, "serve", "--ckpt_path", str(trained_checkpoint), option, value)
+        assert f'Parser key "{option[2:]}"' in capsys.readouterr().err
+
+
+# The page in a real browser: Debian's Chromium driven by Selenium.
+
+
+def arc(cx, cy, rx, ry, start, end, steps=24) -> list[tuple[float, float]]:
+    angles = [math.radians(start + (end - start) * i / steps) for i in range(steps + 1)]
+    return [(cx + rx * math.cos(a), cy + ry * math.sin(a)) for a in angles]
+
+
+# Each digit as a person might draw it: pen strokes in a unit box (x right, y down).
+STROKES = {
+    "0": [arc(0.5, 0.5, 0.22, 0.33, -90, 270)],
+    "1": [[(0.42, 0.25), (0.52, 0.17), (0.52, 0.83)]],
+    "2": [[*arc(0.5, 0.35, 0.2, 0.18, 190, 390), (0.3, 0.82), (0.74, 0.82)]],
+    "3": [arc(0.48, 0.32, 0.2, 0.15, 210, 450) + arc(0.48, 0.64, 0.22, 0.18, -90, 150)],
+    "4": [[(0.58, 0.17), (0.28, 0.6), (0.75, 0.6)], [(0.6, 0.38), (0.6, 0.84)]],
+    "5": [[(0.7, 0.18), (0.38, 0.18), (0.34, 0.47), *arc(0.5, 0.62, 0.2, 0.2, -140, 160)]],
+    "6": [[(0.62, 0.16), (0.45, 0.3), (0.34, 0.52), *arc(0.5, 0.64, 0.17, 0.18, 180, 540)]],
+    "7": [[(0.28, 0.2), (0.72, 0.2), (0.45, 0.84)]],
+    "8": [arc(0.5, 0.32, 0.16, 0.15, 90, 450) + arc(0.5, 0.65, 0.19, 0.18, -90, 270)],
+    "9": [[*arc(0.5, 0.35, 0.17, 0.17, 0, 360), (0.67, 0.35), (0.64, 0.84)]],
+}
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+SCREENSHOT_DIR = Path(os.environ.get("MNIST_ANN_SCREENSHOTS", "/tmp"))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
+    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
+        pytest.skip(f"{CHROMIUM} and {CHROMEDRIVER} are needed (apt-get install chromium chromium-driver)")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1280,1000"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def recipe_checkpoint(tmp_path_factory) -> Path:
+    """The recipe trained 2 epochs on the real MNIST (about 95% test accuracy): it must read drawn digits."""
+    from tests.conftest import REAL_DATA_DIR
+
+    if not (REAL_DATA_DIR / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
+        pytest.skip(f"real MNIST not found in {REAL_DATA_DIR}/MNIST/raw (the page test reads drawn digits)")
+    L.seed_everything(42)
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    trainer.fit(MNISTClassifier(), MNISTDataModule(REAL_DATA_DIR, download=False))
+    path = tmp_path_factory.mktemp("recipe") / "recipe.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
+class Page:
+    """The draw-a-digit page, as a person uses it."""
+
+    def __init__(self, driver, url: str) -> None:
+        from selenium.webdriver.common.by import By
+
+        self.driver, self.by = driver, By
+        driver.get(url)
+        self.pad = self.find("pad")
+
+    def find(self, id_: str):
+        return self.driver.find_element(self.by.ID, id_)
+
+    def settled(self, answers: int, timeout: float = 20) -> None:
+        """Wait until the page has shown `answers` answers and has no request out."""
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        body = self.find_body()
+        WebDriverWait(self.driver, timeout).until(
+            lambda _: int(body.get_attribute("data-answers")) >= answers and body.get_attribute("data-busy") == "no"
+        )
+
+    def find_body(self):
+        return self.driver.find_element(self.by.TAG_NAME, "body")
+
+    def draw(self, strokes: list[list[tuple[float, float]]]) -> None:
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        side = self.pad.rect["width"]
+        for stroke in strokes:
+            points = [(round(x * side - side / 2), round(y * side - side / 2)) for x, y in stroke]
+            actions = ActionChains(self.driver, duration=10).move_to_element_with_offset(self.pad, *points[0])
+            actions.click_and_hold()
+            for (x0, y0), (x1, y1) in itertools.pairwise(points):
+                actions.move_by_offset(x1 - x0, y1 - y0)
+            actions.release().perform()
+
+    def shown(self) -> dict:
+        """What the page shows now: the answer, the bars' widths and the network's pictures."""
+        script = "return [...document.querySelectorAll('#layers canvas')].map(c => c.toDataURL())"
+        return {
+            "answer": self.find("answer").text.split("\n")[0],
+            "bars": [bar.get_attribute("style") for bar in self.driver.find_elements(self.by.CSS_SELECTOR, ".fill")],
+            "network": self.driver.execute_script(script),
+            "message": self.find("message").text,
+        }
+
+
+@pytest.mark.slow
+def test_drawing_digits_on_the_page_in_a_real_browser(recipe_checkpoint, browser, tmp_path):
+    process, base = start_server(recipe_checkpoint)
+    try:
+        page = Page(browser, f"{base}/")
+        assert page.shown()["answer"] == "?" and page.shown()["bars"] == []
+        recognised, views = [], []
+        for answers, (digit, strokes) in enumerate(STROKES.items(), start=1):
+            page.find("clear").click()
+            page.draw(strokes)
+            page.settled(answers)
+            views.append(page.shown())
+            recognised.append(views[-1]["answer"] == digit)
+            if digit == "3":
+                browser.save_screenshot(str(SCREENSHOT_DIR / "mnist-ann-serve.png"))
+        print(f"recognised {sum(recognised)} of {len(STROKES)} drawn digits: {recognised}")
+        assert sum(recognised) >= 8
+        assert all(a["bars"] != b["bars"] and a["network"] != b["network"] for a, b in itertools.pairwise(views))
+
+        page.find("clear").click()  # Clear empties the answer
+        assert page.shown()["answer"] == "?" and page.shown()["bars"] == []
+
+        text_file = tmp_path / "notes.png"  # an upload that is no picture: the server's message, on the page
+        text_file.write_text("not a picture")
+        page.find("file").send_keys(str(text_file))
+        page.settled(len(STROKES))
+        assert page.shown()["message"] == "image: not an image Pillow can read"
+        page.draw(STROKES["7"])  # and the page goes on working
+        page.settled(len(STROKES) + 1)
+        assert page.shown()["answer"] == "7" and page.shown()["message"] == ""
+    finally:
+        stop_server(process)
