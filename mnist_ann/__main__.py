@@ -4,6 +4,7 @@ import gc
 import logging
 import signal
 import sys
+import threading
 import warnings
 
 # Importing torch, torchvision and Lightning creates ~400,000 long-lived objects, and Python's cyclic
@@ -49,8 +50,16 @@ def quiet_dependency_noise() -> None:
         )
 
 
+def thread_error(args: threading.ExceptHookArgs) -> None:
+    """A full disk met by a background thread (TensorBoard's event writer) also reaches the main thread,
+    which reports it in one line: the thread's own traceback would only repeat it. Anything else as usual."""
+    if not full_disk_cause(args.exc_value):
+        threading.__excepthook__(args)
+
+
 def main() -> None:
     quiet_dependency_noise()
+    threading.excepthook = thread_error
     try:
         if (command := sys.argv[1:2]) and command[0] in FUNCTION_COMMANDS:
             from importlib import import_module
