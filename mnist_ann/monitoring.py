@@ -17,19 +17,20 @@ from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 from torchmetrics.classification import MulticlassConfusionMatrix
-from torchvision.utils import make_grid
 
-from mnist_ann.data import NORMALIZED_RANGE
+from mnist_ann.explain import (
+    attribution_grid,
+    class_attributions,
+    hidden_features,
+    image_grid,
+    labelled_grid,
+    log_embedding,
+    weight_tiles,
+)
+from mnist_ann.idx import DIGITS
 
 # Optimizer settings that say how it is computed, not what: left out of the HParams rows.
 IMPLEMENTATION_OPTIONS = {"foreach", "fused", "differentiable", "capturable", "maximize"}
-
-
-def image_grid(images: Tensor, columns: int = 8, padding: int = 2, pad_value: float = 0.0) -> Tensor:
-    """Model inputs as one picture, with the normalization undone: black is 0, white is 1."""
-    return make_grid(
-        images, nrow=columns, padding=padding, normalize=True, value_range=NORMALIZED_RANGE, pad_value=pad_value
-    )
 
 
 def run_hparams(trainer: L.Trainer, module: L.LightningModule) -> dict[str, int | float | str | bool]:
@@ -63,15 +64,35 @@ class TensorBoardMonitor(Callback):
     - `val/confusion_matrix` each epoch (colours) and `test/confusion_matrix` (with counts):
       torchmetrics' confusion-matrix plot.
     - `test/misclassified`: a grid of misclassified test images, each with `true>predicted` under it.
+    - `weights/hidden_1` (`weights`): the first hidden layer's weights as 28x28 tiles, at the start and
+      after every epoch: scrub the step slider to watch them form from noise.
+    - Projector (`projector`): the last hidden layer's features of `embedded` test images, with their
+      labels and thumbnails, at the end of `fit` and of `test`.
+    - `test/attributions` (`attributions`): misclassified test digits beside the pixels that pushed
+      them toward their true and their predicted class (`mnist_ann.explain`).
     - with `histograms`: `weights/...` and `gradients/...` of every parameter, once per epoch.
 
     Args:
         histograms: also log weight and gradient histograms (off by default: they add files, not insight, to most runs).
         max_images: at most this many digits in the sample and misclassified grids.
+        weights: log the first layer's weight tiles.
+        projector: log the hidden-layer embedding for the projector.
+        attributions: log the attribution maps of misclassified test digits.
+        embedded: test images in each embedding.
     """
 
-    def __init__(self, histograms: bool = False, max_images: int = 64) -> None:
+    def __init__(
+        self,
+        histograms: bool = False,
+        max_images: int = 64,
+        weights: bool = True,
+        projector: bool = True,
+        attributions: bool = True,
+        embedded: int = 1000,
+    ) -> None:
         self.histograms, self.max_images = histograms, max_images
+        self.weights, self.projector, self.attributions, self.embedded = weights, projector, attributions, embedded
+        self.test_images: list[tuple[Tensor, Tensor]] = []
         self.confusion: MulticlassConfusionMatrix  # and class_names: both made in setup, for the run's task
         self.class_names: list[str] = []
         self.misclassified: list[tuple[Tensor, Tensor, Tensor]] = []
@@ -99,6 +120,7 @@ class TensorBoardMonitor(Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._log_hparams(trainer, pl_module)
+        self._log_weights(trainer, pl_module)  # before any training: noise
 
     def _start_evaluation(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # A run folder that already holds events (the training run of the checkpoint) keeps its session.
@@ -130,6 +152,8 @@ class TensorBoardMonitor(Callback):
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         self._collect(outputs, batch, keep_misclassified=True)
+        if self.projector and (missing := self.embedded - sum(len(labels) for _, labels in self.test_images)) > 0:
+            self.test_images.append((batch[0][:missing].cpu(), batch[1][:missing].cpu()))
 
     def _log_confusion_matrix(self, trainer: L.Trainer, tag: str, counts: bool) -> None:
         matrix = self.confusion.compute()  # synchronized across processes under DDP
@@ -153,7 +177,45 @@ class TensorBoardMonitor(Callback):
             images, true, predicted = (torch.cat(parts) for parts in zip(*self.misclassified, strict=True))
             figure = labelled_grid(images, true, predicted, self.class_names)
             writer.add_figure("test/misclassified", figure, trainer.global_step)
+            self._log_attributions(trainer, pl_module, images[:8], true[:8], predicted[:8])
         self.misclassified.clear()
+        if self.test_images:
+            images, labels = (torch.cat(parts) for parts in zip(*self.test_images, strict=True))
+            self._log_embedding(trainer, pl_module, images, labels)
+            self.test_images.clear()
+
+    # What the network learned: its first layer's weights, its last hidden layer's view of test images, and
+    # which pixels decided the misclassified ones.
+
+    def _log_weights(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.weights and (writer := self._writer(trainer)):
+            tag = "weights/hidden_1" if pl_module.hparams.hidden_sizes else "weights/output"
+            writer.add_image(tag, weight_tiles(pl_module.net), trainer.global_step)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._log_weights(trainer, pl_module)
+
+    def _log_embedding(self, trainer: L.Trainer, pl_module: L.LightningModule, images: Tensor, labels: Tensor) -> None:
+        if self.projector and (writer := self._writer(trainer)):
+            features = hidden_features(pl_module.net, images.to(pl_module.device)).cpu()
+            names = pl_module.hparams.get("class_names") or DIGITS  # the digits' own names, whatever the task
+            log_embedding(
+                writer, features, [names[label] for label in labels], images, "last_hidden_layer", trainer.global_step
+            )
+
+    def _log_attributions(self, trainer, pl_module, images: Tensor, true: Tensor, predicted: Tensor) -> None:
+        if self.attributions and (writer := self._writer(trainer)):
+            on_device = images.to(pl_module.device)
+            toward_true = class_attributions(pl_module, on_device, true.to(pl_module.device)).cpu()
+            toward_predicted = class_attributions(pl_module, on_device, predicted.to(pl_module.device)).cpu()
+            figure = attribution_grid(images, true, predicted, toward_true, toward_predicted, self.class_names)
+            writer.add_figure("test/attributions", figure, trainer.global_step)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        test_images = getattr(trainer.datamodule, "test_dataloader", None)
+        if self.projector and test_images and self._writer(trainer):
+            images, labels = next(iter(test_images()))
+            self._log_embedding(trainer, pl_module, images[: self.embedded], labels[: self.embedded])
 
     # During training: the inputs once, and optionally histograms once per epoch.
 
@@ -169,32 +231,3 @@ class TensorBoardMonitor(Callback):
                 writer.add_histogram(f"weights/{name}", parameter, trainer.global_step)
                 if parameter.grad is not None:
                     writer.add_histogram(f"gradients/{name}", parameter.grad, trainer.global_step)
-
-
-def labelled_grid(images: Tensor, true: Tensor, predicted: Tensor, names: list[str], columns: int = 8) -> Figure:
-    """One torchvision grid of the digits, with `true>predicted` written in the gap under each.
-
-    Sized for TensorBoard's image cards, which show a figure about 320 pixels wide: a small figure
-    with large captions, shrunk only where class names are long (Fashion-MNIST's clothes).
-    """
-    padding = 24  # grid pixels between digits: the caption goes in the gap under each
-    cell = 28 + padding
-    grid = image_grid(images, columns, padding, pad_value=1.0)  # white paper under the captions
-    rows = -(-len(images) // columns)
-    captions = [
-        f"{names[label]}>{names[guess]}" for label, guess in zip(true.tolist(), predicted.tolist(), strict=True)
-    ]
-    width = 5.0  # inches, at 100 dpi: 500 pixels
-    cell_points = width * 72 / columns
-    fontsize = min(15.0, cell_points / (0.62 * max(map(len, captions))))
-    figure = Figure(figsize=(width, width * rows / columns + 0.35), dpi=100)
-    axes = figure.subplots()
-    axes.imshow(grid.permute(1, 2, 0).numpy())
-    axes.set_axis_off()
-    for index, caption in enumerate(captions):
-        row, column = divmod(index, columns)
-        x, y = column * cell + padding + 14, row * cell + padding + 28
-        axes.text(x, y, caption, color="darkred", fontsize=fontsize, ha="center", va="top")
-    axes.set_title("misclassified (true>predicted)", fontsize=15)
-    figure.tight_layout(pad=0.2)
-    return figure

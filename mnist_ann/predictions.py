@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 
 from mnist_ann.errors import ConfigError
+from mnist_ann.explain import class_attributions, explanation_figure
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -19,19 +20,26 @@ class PredictionWriter(BasePredictionWriter):
     Args:
         output: also write the rows to this file: `.csv`, or `.jsonl` for JSON Lines.
         console: print the rows.
+        explain: a folder for one picture per image: what the network saw, which pixels pushed it toward
+            the predicted class (`mnist_ann.explain`), and the probabilities.
     """
 
-    def __init__(self, output: str | None = None, console: bool = True) -> None:
+    def __init__(self, output: str | None = None, console: bool = True, explain: str | None = None) -> None:
         super().__init__(write_interval="batch")
         if output and Path(output).suffix not in (".csv", ".jsonl"):
             raise ConfigError(f"PredictionWriter output must end in .csv or .jsonl, not {output}")
+        if explain and Path(explain).exists() and not Path(explain).is_dir():
+            raise ConfigError(f"PredictionWriter explain: {explain} is a file; name a folder (made if missing)")
         self.output, self.console = Path(output) if output else None, console
+        self.explain = Path(explain) if explain else None
         self._file, self._csv = None, None
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.class_names = pl_module.class_names
         self._file = self.output.open("w", newline="") if self.output and trainer.is_global_zero else None
         self._csv = None
+        if self.explain and trainer.is_global_zero:
+            self.explain.mkdir(parents=True, exist_ok=True)
         if self.console:
             self._print(trainer, f"{'file':<40} {'prediction':>12}  score")
 
@@ -51,6 +59,18 @@ class PredictionWriter(BasePredictionWriter):
             if self.console:
                 self._print(trainer, f"{row['file']:<40} {row['name']:>12}  {score:.4f}")
             self._write(row)
+        if self.explain:
+            self._explain(pl_module, batch, prediction, names)
+
+    def _explain(self, pl_module, batch, prediction: dict[str, Tensor], names: list[str]) -> None:
+        images, keys, classes = batch[0], batch[1].tolist(), prediction["classes"]
+        toward = class_attributions(pl_module, images, classes).cpu()
+        for position, key in enumerate(keys):
+            probabilities = prediction["probabilities"][position].tolist() if "probabilities" in prediction else None
+            figure = explanation_figure(
+                images[position].cpu(), toward[position], self.class_names, classes[position].item(), probabilities
+            )
+            figure.savefig(self.explain / f"{key:05d}_{Path(names[key]).stem.replace(' ', '-')}.png")
 
     def _write(self, row: dict) -> None:
         if not self._file:

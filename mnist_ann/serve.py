@@ -3,20 +3,20 @@
     POST /predict   {"image": "<base64 of a PNG, JPEG, ...>", "explain": false}, or a file upload
                     (multipart form, field `file`); the answer is the predicted class, its name, every
                     class's probability (the value, for regression) and, with "explain", what the
-                    network saw: the prepared 28x28 input and each layer's activations.
+                    network saw: the prepared 28x28 input, each layer's activations, and how much
+                    each pixel pushed it toward the predicted class (`mnist_ann.explain`).
     GET  /          the draw-a-digit page (mnist_ann/web/index.html)
     GET  /health    LitServe's health check: "ok" once a worker is ready
 
 Pictures go through the very preparation `predict` gives files (`mnist_ann.images`). Requests pass
-two places, each answering what it can with `{"error": ...}` and a 4xx status: `RequestGate`, in the
-HTTP process, for the HTTP-level mistakes (size, syntax, missing field), and `DigitAPI` in the
+two places, each answering what it can with `{"error": ...}` and a 4xx status: `mnist_ann.gate`, in
+the HTTP process, for the HTTP-level mistakes (size, syntax, missing field), and `DigitAPI` in the
 inference workers for the image itself. A worker never raises for a bad request: LitServe would
 fail every request batched with it.
 """
 
 import base64
 import binascii
-import json
 import os
 import signal
 import sys
@@ -29,12 +29,12 @@ import litserve as ls
 import torch
 from fastapi.responses import HTMLResponse, JSONResponse
 from jsonargparse.typing import NonNegativeFloat, PositiveInt, restricted_number_type
-from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mnist_ann.checkpoints import check_checkpoint, resolve_checkpoint
 from mnist_ann.data import normalize
 from mnist_ann.errors import UserError
+from mnist_ann.explain import class_attributions
+from mnist_ann.gate import MAX_BODY_BYTES, RequestGate
 from mnist_ann.images import (
     BlankImage,
     DamagedImage,
@@ -47,7 +47,6 @@ from mnist_ann.images import (
 )
 from mnist_ann.model import MNISTClassifier
 
-MAX_BODY_BYTES = 10 * 1024 * 1024
 Port = restricted_number_type("Port", int, [(">=", 1024), ("<=", 65535)])
 IMAGE_STATUS = {EmptyImage: 400, UnreadableImage: 415, DamagedImage: 422, OversizedImage: 413, BlankImage: 422}
 
@@ -96,7 +95,7 @@ class DigitAPI(ls.LitAPI):
         except ImageError as error:
             return Rejected(IMAGE_STATUS.get(type(error), 422), str(error))
 
-    @torch.inference_mode()
+    @torch.inference_mode()  # (attributions leave it: they need gradients)
     def predict(self, inputs: list | Prepared | Rejected) -> list | dict | Rejected:
         # With max_batch_size > 1, LitServe's own batch() hands over the list as it is: pictures and rejects.
         items = inputs if isinstance(inputs, list) else [inputs]
@@ -106,10 +105,15 @@ class DigitAPI(ls.LitAPI):
         return results if isinstance(inputs, list) else results[0]
 
     def answer(self, pictures: list[Prepared]) -> list[dict]:
-        digits = torch.stack([picture.digit for picture in pictures])
-        layers = self.model.net.layer_outputs(normalize(digits).to(self.device))
+        images = normalize(torch.stack([picture.digit for picture in pictures])).to(self.device)
+        layers = self.model.net.layer_outputs(images)
         predicted = self.model.task.predict(layers[-1])
         names = self.model.class_names
+        explained = [index for index, picture in enumerate(pictures) if picture.explain]
+        why = {}  # for each explained picture: what pushed it toward its predicted class
+        if explained:
+            toward = class_attributions(self.model, images[explained], predicted["classes"][explained])
+            why = dict(zip(explained, toward, strict=True))
         answers = []
         for index, picture in enumerate(pictures):
             cls = predicted["classes"][index].item()
@@ -121,6 +125,7 @@ class DigitAPI(ls.LitAPI):
             if picture.explain:
                 answer["input"] = picture.digit.tolist()
                 answer["layers"] = [layer[index].tolist() for layer in layers]
+                answer["attribution"] = why[index].tolist()
             answers.append(answer)
         return answers
 
@@ -128,90 +133,6 @@ class DigitAPI(ls.LitAPI):
         if isinstance(output, Rejected):
             return JSONResponse({"error": output.error}, status_code=output.status)
         return output
-
-
-class RequestGate:
-    """ASGI middleware in front of POST /predict: answers malformed requests itself, hands LitServe JSON.
-
-    LitServe would answer a malformed JSON body with a 500, and cannot pass an uploaded file to its
-    workers (LitServe#443). Here every request becomes JSON `{"image": <base64>, ...}` (an upload is converted), or
-    gets its 4xx `{"error": ...}` before it reaches a worker.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != "/predict" or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        try:
-            body = await self._body(scope, receive)
-            upload = await self._checked(scope, body)
-        except RequestError as error:
-            await JSONResponse({"error": error.message}, status_code=error.status)(scope, receive, send)
-            return
-        if upload is not None:  # the file, base64 in JSON; a JSON body goes on as it came
-            body = json.dumps(upload).encode()
-            headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")]
-            headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-            scope = {**scope, "headers": headers}
-
-        async def replay() -> dict:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
-
-    async def _body(self, scope: Scope, receive: Receive) -> bytes:
-        """The whole body; over the limit, the rest is read and dropped first, so that the client, still
-        sending, gets the 413 rather than a connection reset."""
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            size += len(message.get("body", b""))
-            if size <= self.max_bytes:
-                chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        if size > self.max_bytes:
-            raise RequestError(413, f"request body of {size:,} bytes, over the {self.max_bytes:,} accepted")
-        return b"".join(chunks)
-
-    async def _checked(self, scope: Scope, body: bytes) -> dict | None:
-        """Refuse what no worker could use; a file upload, as the JSON a worker takes."""
-        content_type = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
-        if not body:
-            raise RequestError(400, 'empty request: send JSON {"image": "<base64>"} or a file upload (field "file")')
-        if content_type.startswith("multipart/form-data"):
-            return await self._upload(scope, body)
-        try:
-            request = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise RequestError(400, f"malformed JSON: {error}") from None
-        if not isinstance(request, dict) or not isinstance(request.get("image"), str):
-            raise RequestError(422, 'the JSON must be an object with "image": a base64 string of a picture file')
-        return None
-
-    async def _upload(self, scope: Scope, body: bytes) -> dict:
-        async def replay() -> dict:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        try:
-            form = await Request(scope, replay).form()
-        except Exception as error:  # the multipart parser's own complaint
-            raise RequestError(400, f"malformed multipart form: {error}") from None
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise RequestError(422, 'the form has no file field "file"')
-        data = await upload.read()
-        explain = str(form.get("explain", "")).lower() in ("1", "true", "yes")
-        return {"image": base64.b64encode(data).decode(), "explain": explain}
-
-
-class RequestError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
 
 
 def page() -> HTMLResponse:

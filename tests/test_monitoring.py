@@ -114,6 +114,27 @@ def test_histograms_switch_logs_weights_and_gradients_every_epoch(synthetic_data
     assert len(events(trainer.logger.log_dir).Histograms("weights/net.layers.1.weight")) == 2
 
 
+def test_fit_shows_the_first_layers_weights_from_noise_to_every_epochs_end(runs):
+    steps = [image.step for image in events(runs / "version_0").Images("weights/hidden_1")]
+    assert steps == [0, *(STEPS_PER_EPOCH * (epoch + 1) for epoch in range(EPOCHS))]
+
+
+def test_test_shows_what_pushed_misclassified_digits_toward_their_classes(runs):
+    [picture] = events(runs / "version_1").Images("test/attributions")
+    assert picture.encoded_image_string.startswith(b"\x89PNG") and picture.width == 640
+
+
+def test_each_picture_can_be_switched_off(synthetic_data_dir, tmp_path):
+    monitor = TensorBoardMonitor(weights=False, projector=False, attributions=False)
+    trainer = L.Trainer(max_epochs=1, default_root_dir=tmp_path, enable_progress_bar=False, callbacks=[monitor])
+    model, data = MNISTClassifier(), MNISTDataModule(synthetic_data_dir, val_size=200)
+    trainer.fit(model, data)
+    trainer.test(MNISTClassifier(), data, verbose=False)  # untrained: misclassified digits to explain
+    images = {tag for run in (tmp_path / "lightning_logs").iterdir() for tag in events(run).Tags()["images"]}
+    assert "test/misclassified" in images and not images & {"weights/hidden_1", "test/attributions"}
+    assert not list(tmp_path.rglob("projector_config.pbtxt"))
+
+
 # The real TensorBoard server over the same runs.
 
 
@@ -163,3 +184,17 @@ def test_tensorboard_server_serves_the_runs_scalars_and_images(tensorboard_serve
     query = urllib.parse.urlencode({"run": "version_1", "tag": "test/confusion_matrix"})
     [image] = json.loads(get(f"{base}/data/plugin/images/images?{query}"))
     assert get(f"{base}/data/plugin/images/individualImage?{image['query']}").startswith(b"\x89PNG")
+
+
+def test_the_projector_serves_the_hidden_layers_view_of_the_test_images(tensorboard_server):
+    # version_0: one embedding at the end of fit (step 32), one from the test of its best checkpoint (step 0).
+    info = json.loads(get(f"{tensorboard_server}/data/plugin/projector/info?run=version_0"))
+    embeddings = {entry["tensorName"]: entry for entry in info["embeddings"]}
+    assert set(embeddings) == {"last_hidden_layer:00000", f"last_hidden_layer:{EPOCHS * STEPS_PER_EPOCH:05d}"}
+    for name, entry in embeddings.items():
+        assert entry["tensorShape"] == [300, 64] and entry["sprite"]["singleImageDim"] == [28, 28]
+        query = urllib.parse.urlencode({"run": "version_0", "name": name})
+        assert len(get(f"{tensorboard_server}/data/plugin/projector/tensor?{query}")) == 300 * 64 * 4
+        labels = get(f"{tensorboard_server}/data/plugin/projector/metadata?{query}").decode().split()
+        assert len(labels) == 300 and set(labels) <= set("0123456789")
+        assert get(f"{tensorboard_server}/data/plugin/projector/sprite_image?{query}").startswith(b"\x89PNG")

@@ -136,6 +136,7 @@ def test_a_file_upload_and_json_get_the_same_answer_and_explain_shows_the_layers
     assert by_upload["probabilities"] == by_json["probabilities"] and "input" not in by_upload
     assert len(by_json["input"]) == 28 and all(len(row) == 28 for row in by_json["input"])
     assert [len(layer) for layer in by_json["layers"]] == [128, 64, 10]  # hidden 1, hidden 2, the output logits
+    assert len(by_json["attribution"]) == 28 and any(value != 0 for row in by_json["attribution"] for value in row)
     assert math.isclose(sum(by_json["probabilities"]), 1, abs_tol=1e-5) and by_json["classes"][by_json["class"]]
 
 

@@ -1,0 +1,99 @@
+"""The HTTP gate in front of the prediction service's POST /predict: malformed requests end here.
+
+It runs in LitServe's HTTP process, as an ASGI middleware: it answers the mistakes of HTTP itself (an
+empty or oversized body, malformed JSON, a missing field, a broken form) with `{"error": ...}` and a
+4xx status, and hands LitServe every other request as JSON, uploads included.
+"""
+
+import base64
+import json
+
+from fastapi.responses import JSONResponse
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+class RequestGate:
+    """ASGI middleware in front of POST /predict: answers malformed requests itself, hands LitServe JSON.
+
+    LitServe would answer a malformed JSON body with a 500, and cannot pass an uploaded file to its
+    workers (LitServe#443). Here every request becomes JSON `{"image": <base64>, ...}` (an upload is converted), or
+    gets its 4xx `{"error": ...}` before it reaches a worker.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/predict" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        try:
+            body = await self._body(scope, receive)
+            upload = await self._checked(scope, body)
+        except RequestError as error:
+            await JSONResponse({"error": error.message}, status_code=error.status)(scope, receive, send)
+            return
+        if upload is not None:  # the file, base64 in JSON; a JSON body goes on as it came
+            body = json.dumps(upload).encode()
+            headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")]
+            headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            scope = {**scope, "headers": headers}
+
+        async def replay() -> dict:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        """The whole body; over the limit, the rest is read and dropped first, so that the client, still
+        sending, gets the 413 rather than a connection reset."""
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            size += len(message.get("body", b""))
+            if size <= self.max_bytes:
+                chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        if size > self.max_bytes:
+            raise RequestError(413, f"request body of {size:,} bytes, over the {self.max_bytes:,} accepted")
+        return b"".join(chunks)
+
+    async def _checked(self, scope: Scope, body: bytes) -> dict | None:
+        """Refuse what no worker could use; a file upload, as the JSON a worker takes."""
+        content_type = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
+        if not body:
+            raise RequestError(400, 'empty request: send JSON {"image": "<base64>"} or a file upload (field "file")')
+        if content_type.startswith("multipart/form-data"):
+            return await self._upload(scope, body)
+        try:
+            request = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise RequestError(400, f"malformed JSON: {error}") from None
+        if not isinstance(request, dict) or not isinstance(request.get("image"), str):
+            raise RequestError(422, 'the JSON must be an object with "image": a base64 string of a picture file')
+        return None
+
+    async def _upload(self, scope: Scope, body: bytes) -> dict:
+        async def replay() -> dict:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        try:
+            form = await Request(scope, replay).form()
+        except Exception as error:  # the multipart parser's own complaint
+            raise RequestError(400, f"malformed multipart form: {error}") from None
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise RequestError(422, 'the form has no file field "file"')
+        data = await upload.read()
+        explain = str(form.get("explain", "")).lower() in ("1", "true", "yes")
+        return {"image": base64.b64encode(data).decode(), "explain": explain}
+
+
+class RequestError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
