@@ -61,7 +61,11 @@ def main() -> None:
     quiet_dependency_noise()
     threading.excepthook = thread_error
     try:
-        if (command := sys.argv[1:2]) and command[0] in FUNCTION_COMMANDS:
+        if sys.argv[1:2] == ["tune"]:  # its own options, then fit's
+            from mnist_ann.tune import tune
+
+            tune(sys.argv[2:])
+        elif (command := sys.argv[1:2]) and command[0] in FUNCTION_COMMANDS:
             from importlib import import_module
 
             from jsonargparse import CLI

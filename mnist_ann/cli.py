@@ -39,6 +39,7 @@ from mnist_ann.data import MNISTDataModule
 from mnist_ann.errors import CheckpointError, ConfigError, DataError, DiskFullError, Interrupted, full_disk_cause
 from mnist_ann.model import MNISTClassifier
 from mnist_ann.predictions import PredictionWriter
+from mnist_ann.search import Search
 
 # Lightning's notes on restoring the training callbacks' state from a checkpoint: they matter when
 # `fit` resumes, and say nothing to a command that only evaluates or predicts.
@@ -71,10 +72,15 @@ class MNISTCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.classes", "model.class_names", apply_on="instantiate")
+        # So that the same configs serve fit and tune: configs/tune.yaml holds a `tune:` section.
+        parser.add_argument("--tune", type=Search, help="mnist-ann tune's search; the other commands ignore it")
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
-        check_config_files(parser, sys.argv[1:] if args is None else args)
-        super().parse_arguments(parser, args)
+        if isinstance(args, dict):  # a whole config (mnist-ann tune's trials), no command line to mix it up with
+            self.config = parser.parse_object(args)
+        else:
+            check_config_files(parser, sys.argv[1:] if args is None else args)
+            super().parse_arguments(parser, args)
         # Lightning reads the model's hyperparameters from --ckpt_path right after parsing: resolve
         # best/last and check the file first, so that this works for them too and fails clearly.
         if subcommand := self.config.get("subcommand"):

@@ -1,0 +1,214 @@
+"""`mnist-ann tune`: studies on the synthetic data, as users run them: in one process, in two at once, killed
+and started again; bad search spaces refused before any trial."""
+
+import os
+import signal
+import time
+
+import optuna
+import pytest
+import yaml
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from tests.conftest import CONFIG, REPO, finish, main_error, run_cli, run_main, start_cli
+
+TUNE_CONFIG = str(REPO / "configs" / "tune.yaml")
+
+
+def study_config(tmp_path, n_trials: int = 3, seed: int = 0, epochs: int = 2, **space) -> str:
+    """A small study: 2 epochs a trial, a space of the given keys (default: learning rate and hidden sizes)."""
+    space = space or {
+        "model.optimizer.init_args.lr": {"low": 0.01, "high": 0.1, "log": True},
+        "model.hidden_sizes": {"choices": [[32], [64, 32]]},
+    }
+    section = {"tune": {"n_trials": n_trials, "epochs": epochs, "startup_trials": 2, "seed": seed, "space": space}}
+    (path := tmp_path / "search.yaml").write_text(yaml.safe_dump(section))
+    return str(path)
+
+
+def data(data_dir) -> list[str]:
+    return ["--data.data_dir", str(data_dir), "--data.val_size", "200", "--trainer.log_every_n_steps", "5"]
+
+
+def load(tmp_path, name: str = "tune") -> optuna.Study:
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "tune" / f"{name}.journal")))
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def test_a_study_runs_its_trials_and_writes_a_best_config_that_fit_runs(synthetic_data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_main(monkeypatch, "tune", "--config", CONFIG, "--config", study_config(tmp_path), *data(synthetic_data_dir))
+    trials = load(tmp_path).get_trials()
+    assert [trial.state for trial in trials] == [TrialState.COMPLETE] * 3
+    assert sorted(path.name for path in (tmp_path / "tune" / "tune").iterdir() if path.is_dir()) == [
+        "trial_0000", "trial_0001", "trial_0002"]  # fmt: skip
+    best = yaml.safe_load((tmp_path / "tune" / "tune" / "best.yaml").read_text())
+    assert set(best["model"]) == {"optimizer", "hidden_sizes"} and best["model"]["optimizer"]["init_args"]["lr"] >= 0.01
+
+    run_main(monkeypatch, "fit", "--config", CONFIG, "--config", "tune/tune/best.yaml", *data(synthetic_data_dir),
+             "--trainer.max_epochs", "1")  # fmt: skip
+    saved = yaml.safe_load((tmp_path / "lightning_logs" / "version_0" / "config.yaml").read_text())
+    assert saved["model"]["hidden_sizes"] == best["model"]["hidden_sizes"]
+
+
+def test_each_trial_is_a_tensorboard_run_with_its_values_in_the_hparams_row(synthetic_data_dir, tmp_path, monkeypatch):
+    from tests.test_monitoring import session_hparams
+
+    monkeypatch.chdir(tmp_path)
+    run_main(monkeypatch, "tune", "--config", CONFIG, "--config", study_config(tmp_path, n_trials=2),
+             *data(synthetic_data_dir))  # fmt: skip
+    for trial in load(tmp_path).get_trials():
+        row = session_hparams(tmp_path / "tune" / "tune" / f"trial_{trial.number:04d}")
+        assert row["optimizer.lr"] == pytest.approx(trial.params["model.optimizer.init_args.lr"])
+        assert row["hidden_sizes"] == str(yaml.safe_load(trial.params["model.hidden_sizes"]))
+
+
+def test_a_hopeless_trial_is_pruned(synthetic_data_dir, tmp_path, monkeypatch):
+    # A learning rate that learns nothing, drawn (with this seed) after three good ones: stopped as pruned.
+    space = {"model.optimizer.init_args.lr": {"choices": [0.05, 1.0e-7]}}
+    monkeypatch.chdir(tmp_path)
+    run_main(monkeypatch, "tune", "--config", CONFIG, "--config", study_config(tmp_path, 8, seed=2, epochs=3, **space),
+             *data(synthetic_data_dir))  # fmt: skip
+    trials = load(tmp_path).get_trials()
+    pruned = [trial for trial in trials if trial.state == TrialState.PRUNED]
+    assert pruned and all(trial.params["model.optimizer.init_args.lr"] == 1.0e-7 for trial in pruned)
+    assert all(len(trial.intermediate_values) == 2 for trial in pruned)  # stopped after 2 of its 3 epochs
+
+
+def test_a_trial_that_diverges_is_recorded_as_pruned_and_the_study_goes_on(synthetic_data_dir, tmp_path, monkeypatch):
+    space = {"model.optimizer.init_args.lr": {"choices": [0.05, 1000.0]}}
+    monkeypatch.chdir(tmp_path)
+    run_main(monkeypatch, "tune", "--config", CONFIG, "--config", study_config(tmp_path, 4, seed=0, **space),
+             *data(synthetic_data_dir))  # fmt: skip
+    trials = load(tmp_path).get_trials()
+    assert len(trials) == 4 and {trial.state for trial in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
+    diverged = [trial for trial in trials if trial.params["model.optimizer.init_args.lr"] == 1000.0]
+    assert diverged and all(trial.state == TrialState.PRUNED for trial in diverged)
+    assert all(trial.user_attrs["diverged"].startswith("training diverged by step") for trial in diverged)
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_study_and_finish_it_together(synthetic_data_dir, tmp_path):
+    args = ["tune", "--config", CONFIG, "--config", study_config(tmp_path, n_trials=6), *data(synthetic_data_dir)]
+    results = [finish(process, 600) for process in [start_cli(*args, cwd=tmp_path) for _ in range(2)]]
+    assert [result.returncode for result in results] == [0, 0], results[0].stderr[-2000:]
+    trials = load(tmp_path).get_trials()
+    assert len(trials) == 6 and {trial.state for trial in trials} == {TrialState.COMPLETE}
+    assert sorted(trial.number for trial in trials) == list(range(6))  # no trial twice
+    processes = {trial.user_attrs["process"] for trial in trials}
+    assert len(processes) == 2  # both worked on it
+    runs = sorted(path.name for path in (tmp_path / "tune" / "tune").iterdir() if path.is_dir())
+    assert runs == [f"trial_{number:04d}" for number in range(6)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
+def test_a_study_stopped_mid_trial_goes_on_keeping_every_finished_trial(synthetic_data_dir, tmp_path, signal_name):
+    args = ["tune", "--config", CONFIG, "--config", study_config(tmp_path, n_trials=5), *data(synthetic_data_dir)]
+    process = start_cli(*args, cwd=tmp_path)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # until two trials have finished and a third runs
+        time.sleep(0.2)
+        journal = tmp_path / "tune" / "tune.journal"
+        if journal.is_file() and process.poll() is None:
+            states = [trial.state for trial in load(tmp_path).get_trials()]
+            if states.count(TrialState.COMPLETE) >= 2 and TrialState.RUNNING in states:
+                break
+    else:
+        pytest.fail("the study did not reach its third trial")
+    os.killpg(process.pid, signal.Signals[signal_name])
+    stopped = finish(process)
+    before = {trial.number: trial.value for trial in load(tmp_path).get_trials(states=(TrialState.COMPLETE,))}
+    if signal_name == "SIGTERM":
+        assert stopped.returncode == 143
+        assert "which will run again; the 2 finished trials are kept. Go on with: mnist-ann tune" in stopped.stderr
+    else:
+        assert stopped.returncode == -signal.SIGKILL
+
+    run_cli(*args, cwd=tmp_path)  # started again, the same way
+    trials = load(tmp_path).get_trials()
+    after = {trial.number: trial.value for trial in trials if trial.state == TrialState.COMPLETE}
+    finished = [trial for trial in trials if trial.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert before.items() <= after.items() and len(finished) == 5  # kept as they were, and the study finished
+    [failed] = [trial for trial in trials if trial.state == TrialState.FAIL]  # the one running when it stopped
+    retried = [trial for trial in trials if trial.user_attrs.get("retry_of") == failed.number]
+    if failed.params:  # stopped after choosing its values (nearly always): they ran again
+        assert [t.params for t in retried] == [failed.params] and retried[0] in finished
+    else:  # stopped while it was being set up, before it chose any: nothing to run again
+        assert retried == []
+
+
+@pytest.mark.slow
+def test_a_journal_lock_left_by_a_killed_process_gives_way(synthetic_data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["tune", "--config", CONFIG, "--config", study_config(tmp_path, n_trials=1), *data(synthetic_data_dir)]
+    run_main(monkeypatch, *args)
+    journal = (tmp_path / "tune" / "tune.journal").resolve()
+    os.symlink(journal, f"{journal}.lock")  # Optuna's lock, as a process killed while writing leaves it
+    started = time.monotonic()
+    run_main(monkeypatch, *args, "--n_trials", "2")
+    assert len(load(tmp_path).get_trials(states=(TrialState.COMPLETE,))) == 2 and time.monotonic() - started < 60
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        (
+            {"model.optimizer.init_args.lr": {"low": 0.1, "high": 0.01}},
+            "an empty range: low 0.1 is not below high 0.01",
+        ),
+        ({"model.optimizer.init_args.lr": {"low": "small", "high": 0.1}}, "low must be a number, not 'small'"),
+        ({"model.hidden_sizes": {"choices": []}}, "choices must be a non-empty list"),
+        ({"model.hiden_sizes": {"choices": [[32]]}}, "tune.space.model.hiden_sizes: Group 'model' does not accept"),
+        ({"model.optimizer.init_args.betas": {"choices": [[0.9, 0.99]]}}, "tune.space.model.optimizer.init_args.betas"),
+    ],
+)
+def test_a_bad_search_space_entry_is_refused_by_name_before_any_trial(
+    synthetic_data_dir, tmp_path, monkeypatch, capsys, space, message
+):
+    monkeypatch.chdir(tmp_path)
+    args = ["tune", "--config", CONFIG, "--config", study_config(tmp_path, **space), *data(synthetic_data_dir)]
+    with pytest.raises(SystemExit) as exit_:
+        run_main(monkeypatch, *args)
+    assert message in str(exit_.value.code) + capsys.readouterr().err
+    assert not (tmp_path / "tune").exists()  # nothing ran, nothing was written
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--n_trials", "0"], 'Parser key "tune.n_trials":\n  Not of type PositiveInt'),
+        (["--tune.epochs", "two"], 'Parser key "tune.epochs":\n  Not of type PositiveInt'),
+        (["--tune.pruner", "best"], 'Parser key "tune.pruner":\n  Expected a typing.Literal'),
+    ],
+)
+def test_a_bad_study_setting_gets_the_parsers_error_naming_it(
+    synthetic_data_dir, tmp_path, monkeypatch, capsys, option, message
+):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        run_main(monkeypatch, "tune", "--config", CONFIG, "--config", study_config(tmp_path), *option)
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "tune").exists()
+
+
+def test_tune_without_a_search_space_says_which_config_to_add(synthetic_data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    message = main_error(monkeypatch, "tune", "--config", CONFIG, *data(synthetic_data_dir))
+    assert message == "error: tune: the configs name no search space (`tune: space:`); add configs/tune.yaml (--config)"
+
+
+def test_a_storage_that_cannot_be_opened_is_refused_by_name(synthetic_data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["tune", "--config", CONFIG, "--config", study_config(tmp_path), *data(synthetic_data_dir)]
+    message = main_error(monkeypatch, *args, "--storage", "postgresql://127.0.0.1:9/nowhere")
+    assert message.startswith("error: --storage postgresql://127.0.0.1:9/nowhere: cannot open it")
+
+
+def test_the_shipped_search_space_is_valid(synthetic_data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_main(monkeypatch, "tune", "--config", CONFIG, "--config", TUNE_CONFIG, *data(synthetic_data_dir),
+             "--n_trials", "1")  # fmt: skip
+    assert len(load(tmp_path).get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 1
