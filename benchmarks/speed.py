@@ -126,7 +126,7 @@ def main() -> None:
             seconds["mnist_ann fit"].append(wall)
             print(f"round {round_}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in seconds.items()), file=sys.stderr)
         _, output = timed([*cli, "test", *common, "--ckpt_path", "last"], ROOT)
-        accuracy["mnist_ann fit"] = float(re.search(r"test/acc\s+([\d.]+)", output).group(1))
+        accuracy["mnist_ann fit"] = float(re.search(r"test/acc[\s│]+([\d.]+)", output).group(1))
 
     best = {name: min(walls) for name, walls in seconds.items()}
     print(f"\n{'pipeline':<16}{'wall s':>9}{'s/epoch':>9}{'test acc':>10}   (fastest of {args.repeats} runs each)")

@@ -1,13 +1,11 @@
 """Multi-process training and evaluation on CPU with Lightning's DDP (gloo), as real subprocesses."""
 
-import re
-
 import lightning as L
 import pytest
 
 from mnist_ann.data import MNISTDataModule
 from mnist_ann.model import MNISTClassifier
-from tests.conftest import CONFIG, REPO, free_port, run_cli, unexpected_warnings
+from tests.conftest import CONFIG, REPO, free_port, run_cli, table_values, unexpected_warnings
 from tests.idx import write_mnist
 
 DDP_CONFIG = str(REPO / "configs" / "ddp.yaml")
@@ -39,7 +37,7 @@ def test_ddp_fit_and_test_report_the_exact_single_process_accuracy(tmp_path, pro
     run_ddp(["fit", *common, "--trainer.max_epochs", "2", "--trainer.log_every_n_steps", "5"], tmp_path)
     output = run_ddp(["test", *common, "--ckpt_path", "best"], tmp_path)
 
-    reported = float(re.search(r"test/acc\s+([\d.]+)", output).group(1))
+    [reported] = table_values(output, "test/acc")
     checkpoint = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "best.ckpt"
     assert reported == single_process_test_accuracy(checkpoint, data_dir)
     assert 0.5 < reported < 1  # trained, and the comparison is not trivially 0 or 1

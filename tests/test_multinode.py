@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, finish, free_port, start_cli, unexpected_warnings
+from tests.conftest import REPO, finish, free_port, start_cli, table_values, unexpected_warnings
 from tests.idx import write_mnist
 from tests.test_ddp import single_process_test_accuracy
 
@@ -73,7 +73,7 @@ def check_run(workdir, outputs: list[str], data_dir) -> None:
     for rank, output in enumerate(outputs):
         assert re.findall(r"GLOBAL_RANK: (\d+), MEMBER: \d+/(\d+)", output) == [(str(rank), str(NODES))]
         assert unexpected_warnings(output) == []
-    [reported] = {float(m) for output in outputs for m in re.findall(r"test/acc\s+([\d.]+)", output)}
+    [reported] = {value for output in outputs for value in table_values(output, "test/acc")}
     checkpoint = workdir / "lightning_logs" / "version_0" / "checkpoints" / "best.ckpt"
     assert reported == single_process_test_accuracy(checkpoint, data_dir)
     assert 0.5 < reported < 1  # trained, and the comparison is not trivially 0 or 1
