@@ -53,6 +53,8 @@ def tune(argv: list[str]) -> None:
     own.add_argument("--study_name", default="tune", help="the study to start or go on with (default: tune)")
     own.add_argument("--threads", type=int, default=1, help="torch threads of this process (default: 1)")
     options, fit_args = own.parse_known_args(argv)
+    if options.threads < 1:
+        raise ConfigError(f"--threads: at least 1, not {options.threads}")
     # Several tune processes on one machine, each with torch's usual thread per core, slowed a study 7-14x
     # (spinning threads on too few cores); one thread each makes two processes 1.9x faster than one.
     torch.set_num_threads(options.threads)

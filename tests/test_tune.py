@@ -182,15 +182,16 @@ def test_a_bad_search_space_entry_is_refused_by_name_before_any_trial(
         (["--n_trials", "0"], 'Parser key "tune.n_trials":\n  Not of type PositiveInt'),
         (["--tune.epochs", "two"], 'Parser key "tune.epochs":\n  Not of type PositiveInt'),
         (["--tune.pruner", "best"], 'Parser key "tune.pruner":\n  Expected a typing.Literal'),
+        (["--threads", "0"], "error: --threads: at least 1, not 0"),
     ],
 )
 def test_a_bad_study_setting_gets_the_parsers_error_naming_it(
     synthetic_data_dir, tmp_path, monkeypatch, capsys, option, message
 ):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_:
         run_main(monkeypatch, "tune", "--config", CONFIG, "--config", study_config(tmp_path), *option)
-    assert message in capsys.readouterr().err
+    assert message in str(exit_.value.code) + capsys.readouterr().err
     assert not (tmp_path / "tune").exists()
 
 
