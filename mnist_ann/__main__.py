@@ -12,6 +12,7 @@ import warnings
 # Start-up leaves little garbage: skip collecting during it, and freeze what it built out of every
 # later collection.
 gc.disable()
+from lightning.fabric.utilities.exceptions import MisconfigurationException  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from mnist_ann.cli import MNISTCLI  # noqa: E402
@@ -74,7 +75,7 @@ def main() -> None:
             CLI(getattr(module, command[0]), args=sys.argv[2:], prog=f"mnist-ann {command[0]}")
         else:
             MNISTCLI()
-    except UserError as error:  # the user's to fix: the message, without a traceback
+    except (UserError, MisconfigurationException) as error:  # the user's to fix: the message, no traceback
         close_progress_bars()
         sys.exit(f"error: {error}")
     except OSError as error:

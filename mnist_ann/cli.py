@@ -85,6 +85,11 @@ class MNISTCLI(LightningCLI):
         # best/last and check the file first, so that this works for them too and fails clearly.
         if subcommand := self.config.get("subcommand"):
             self._resolve_ckpt_path(subcommand, self.config[subcommand])
+            trainer = self.config[subcommand].trainer
+            if trainer.enable_progress_bar is False and isinstance(trainer.callbacks, list):
+                # The configs set up a TQDMProgressBar; turning the bar off means without it (Lightning
+                # would refuse the pair).
+                trainer.callbacks = [c for c in trainer.callbacks if not c.class_path.endswith("ProgressBar")]
             if subcommand != "fit":
                 self.save_config_kwargs["config_filename"] = f"{subcommand}-config.yaml"  # beside fit's config.yaml
                 for note in RESTORE_NOTES:

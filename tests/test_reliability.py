@@ -53,6 +53,8 @@ def test_the_parser_refuses_bad_options_with_one_error_naming_them(
     [
         ("--model.optimizer.init_args.lr", "-0.1", "model.optimizer: Invalid learning rate: -0.1"),
         ("--model.optimizer.init_args.lr", "0", "model.optimizer: the learning rate must be positive, got 0"),
+        # Lightning's own refusals of a trainer setting, as its one line
+        ("--trainer.accelerator", "mps", "error: `MPSAccelerator` can not run on your system"),
     ],
 )
 def test_bad_values_are_refused_before_training(synthetic_data_dir, tmp_path, monkeypatch, option, value, named):
@@ -60,6 +62,17 @@ def test_bad_values_are_refused_before_training(synthetic_data_dir, tmp_path, mo
     args = ["fit", "--config", CONFIG, "--data.data_dir", str(synthetic_data_dir), option, value]
     assert named in main_error(monkeypatch, *args)
     assert not (tmp_path / "lightning_logs").exists()  # nothing ran, nothing was written
+
+
+def test_the_progress_bar_turned_off_is_left_out_of_the_configs_callbacks(
+    synthetic_data_dir, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    run_main(monkeypatch, "fit", "--config", CONFIG, "--data.data_dir", str(synthetic_data_dir), "--data.val_size",
+             "200", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false")  # fmt: skip
+    printed = capsys.readouterr()
+    assert "Epoch 0:" not in printed.out + printed.err  # (the bar, when on, draws on stdout)
+    assert (tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "best.ckpt").is_file()
 
 
 def test_data_dir_that_is_a_file_is_refused(tmp_path, monkeypatch):
