@@ -18,6 +18,7 @@ A trial whose training diverges is recorded as pruned, with why, and the study g
 """
 
 import argparse
+import contextlib
 import logging
 import os
 import shlex
@@ -47,6 +48,18 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def tune(argv: list[str]) -> None:
+    """The study, with what it changes for its length put back afterwards (torch's threads, Lightning's log
+    level, warning filters, signal handlers), for a program that calls it and goes on, as the tests do."""
+    with contextlib.ExitStack() as restore, warnings.catch_warnings():
+        restore.callback(torch.set_num_threads, torch.get_num_threads())
+        for logger in map(logging.getLogger, ("lightning.pytorch", "lightning.fabric")):
+            restore.callback(logger.setLevel, logger.level)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            restore.callback(signal.signal, signum, signal.getsignal(signum))
+        run_study(argv)
+
+
+def run_study(argv: list[str]) -> None:
     own = argparse.ArgumentParser(prog="mnist-ann tune", description=__doc__.split("\n\n")[0])
     own.add_argument("--n_trials", help="trials the study should have finished (default: the config's)")
     own.add_argument("--storage", help="an RDB URL, e.g. postgresql://host/db (default: a journal file)")
