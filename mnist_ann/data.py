@@ -29,6 +29,11 @@ def normalize(images: Tensor) -> Tensor:
     return F.normalize(scaled, mean=[MEAN], std=[STD])
 
 
+def pixels(images: Tensor) -> Tensor:
+    """Normalized images back to pixels in [0, 1], black 0 and white 1: for pictures of them."""
+    return (images * STD + MEAN).clamp(0, 1)
+
+
 class MNISTDataModule(L.LightningDataModule):
     """MNIST: 60,000 training images (minus a fixed validation split) and the 10,000 test images.
 

@@ -25,7 +25,7 @@ from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
 
-from mnist_ann.data import NORMALIZED_RANGE
+from mnist_ann.data import NORMALIZED_RANGE, pixels
 from mnist_ann.network import MLP
 
 DIVERGING = "RdBu_r"  # blue for negative, white for zero, red for positive
@@ -82,7 +82,7 @@ def attribution_grid(
     One composed picture with captions, not an axes per tile: drawing 24 axes took half a second.
     """
     limit = torch.cat([toward_true, toward_predicted]).abs().quantile(0.99).clamp_min(1e-8)
-    digits = ((images[:, 0] - BLACK) / (NORMALIZED_RANGE[1] - BLACK)).clamp(0, 1).unsqueeze(-1).expand(-1, -1, -1, 3)
+    digits = pixels(images[:, 0]).unsqueeze(-1).expand(-1, -1, -1, 3)
     tiles = torch.stack([digits, diverging_colours(toward_true, limit), diverging_colours(toward_predicted, limit)], 1)
     padding, columns = 12, 6  # two digits a row, three tiles each
     grid = make_grid(tiles.flatten(0, 1).permute(0, 3, 1, 2), nrow=columns, padding=padding, pad_value=1.0)
@@ -116,8 +116,7 @@ def log_embedding(
     earlier = ProjectorConfig()
     if config_path.is_file():
         text_format.Parse(config_path.read_text(), earlier)
-    pixels = ((images - BLACK) / (NORMALIZED_RANGE[1] - BLACK)).clamp(0, 1)
-    writer.add_embedding(features, metadata=labels, label_img=pixels, tag=tag, global_step=step)
+    writer.add_embedding(features, metadata=labels, label_img=pixels(images), tag=tag, global_step=step)
     written = ProjectorConfig()
     text_format.Parse(config_path.read_text(), written)
     new = {entry.tensor_path for entry in written.embeddings}
