@@ -162,9 +162,8 @@ def serve(
     """
     checkpoint = resolve_checkpoint(ckpt_path, {})
     check_checkpoint(checkpoint)
-    MNISTClassifier.load_from_checkpoint(
-        checkpoint, map_location="cpu", weights_only=True
-    )  # fails here, not in a worker
+    # Built once here too, so that a checkpoint the model cannot take fails with its message, not in a worker.
+    MNISTClassifier.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
 
     api = DigitAPI(str(checkpoint), max_batch_size=max_batch_size, batch_timeout=batch_timeout)
     server = ls.LitServer(

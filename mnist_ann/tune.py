@@ -150,9 +150,9 @@ def open_study(storage: str | None, runs: Path, name: str, search: Search) -> op
         if storage:
             with warnings.catch_warnings():  # the heartbeat, years old, is still marked experimental
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                retry = RetryHeartbeatStaleTrialCallback(max_retry=2)
+                retry_stale = RetryHeartbeatStaleTrialCallback(max_retry=2)
                 backend = RDBStorage(
-                    storage, heartbeat_interval=10, grace_period=30, heartbeat_stale_trial_callback=retry
+                    storage, heartbeat_interval=10, grace_period=30, heartbeat_stale_trial_callback=retry_stale
                 )
         else:
             runs.mkdir(parents=True, exist_ok=True)
