@@ -58,7 +58,7 @@ def in_process(checkpoint: str, body: bytes, requests: int) -> dict:
     """The work of one request without HTTP: the most a server can do with one core per request."""
     import torch
 
-    from mnist_ann.serve import DigitAPI
+    from mnist_ann.serve.server import DigitAPI
 
     api = DigitAPI(checkpoint)
     api.setup("cpu")
@@ -79,7 +79,7 @@ def fastapi_peer(checkpoint: str, port: int) -> None:
     import uvicorn
     from fastapi import FastAPI, Request
 
-    from mnist_ann.serve import DigitAPI
+    from mnist_ann.serve.server import DigitAPI
 
     api = DigitAPI(checkpoint)
     api.setup("cpu")

@@ -1,28 +1,30 @@
-"""`python -m mnist_ann SUBCOMMAND ...` (also installed as the `mnist-ann` command)."""
+"""`mnist-ann COMMAND ...` (also `python -m mnist_ann COMMAND ...`): the entry point and its command table.
+
+Everything that changes the state of the whole process (the garbage collector, warning and log filters,
+the hook for errors of background threads) happens here, when the command runs, never on import.
+"""
 
 import gc
 import logging
-import signal
 import sys
 import threading
 import warnings
+from contextlib import ExitStack
+from importlib import import_module
+from importlib.metadata import version
 
-# Importing torch, torchvision and Lightning creates ~400,000 long-lived objects, and Python's cyclic
-# garbage collector would rescan them all several times on the way (about half a second per run).
-# Start-up leaves little garbage: skip collecting during it, and freeze what it built out of every
-# later collection.
-gc.disable()
-from lightning.fabric.utilities.exceptions import MisconfigurationException  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+DESCRIPTION = "The classic three-layer neural network for MNIST digits, with PyTorch Lightning."
 
-from mnist_ann.cli import MNISTCLI  # noqa: E402
-from mnist_ann.errors import Interrupted, UserError, full_disk_cause  # noqa: E402
-
-gc.freeze()
-gc.enable()
-
-# Commands that are one function each (mnist_ann/<name>.py: <name>()), beside LightningCLI's subcommands.
-FUNCTION_COMMANDS = ("export", "serve")
+# Each command, one line of help, and what runs it: LightningCLI's subcommands, or "module:function".
+COMMANDS = {
+    "fit": ("train the network (the recipe without --config; resume with --ckpt_path last)", None),
+    "validate": ("a checkpoint's loss and accuracy on the validation split", None),
+    "test": ("a checkpoint's loss and accuracy on the 10,000 test images", None),
+    "predict": ("classify your own pictures (or the test images) with a checkpoint", None),
+    "export": ("write a checkpoint as model.pt2 and model.onnx for deployment", "mnist_ann.export:export"),
+    "serve": ("an HTTP prediction service and a draw-a-digit page", "mnist_ann.serve.server:serve"),
+    "tune": ("search for better settings with Optuna (every fit option applies)", "mnist_ann.tune:tune"),
+}
 
 # Warnings of dependencies that say nothing a user of this command can act on, silenced by message.
 DEPENDENCY_NOISE = [
@@ -32,7 +34,6 @@ DEPENDENCY_NOISE = [
     (UserWarning, "Couldn't infer the batch indices fetched from your dataloader"),
 ]
 
-
 # Log lines of Lightning that advertise, or that the command's own last line says better: a run stopped
 # by a signal reports what it saved and how to resume (Lightning's says SIGTERM even for Ctrl-C).
 DEPENDENCY_LOG_NOISE = {
@@ -41,64 +42,98 @@ DEPENDENCY_LOG_NOISE = {
 }
 
 
-def quiet_dependency_noise() -> None:
-    """Applied where the command starts, not on import, so that importing mnist_ann changes nothing."""
+def usage() -> str:
+    rows = "\n".join(f"  {name:<10}{text}" for name, (text, _) in COMMANDS.items())
+    return (
+        f"usage: mnist-ann [--version] [--help] COMMAND [OPTIONS]\n\n{DESCRIPTION}\n\ncommands:\n{rows}\n\n"
+        "mnist-ann COMMAND --help lists a command's options. Start with:\n"
+        "  mnist-ann fit && mnist-ann test --ckpt_path best"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(usage())
+        return
+    if args[0] == "--version":
+        print(f"mnist-ann {version('mnist-ann')}")
+        return
+    if args[0] not in COMMANDS:
+        sys.exit(f"error: unknown command {args[0]!r}: one of {', '.join(COMMANDS)} (mnist-ann --help)")
+    with ExitStack() as scope:
+        quiet_dependency_noise(scope)
+        run(args[0], args[1:], from_sys_argv=argv is None)
+
+
+def run(command: str, args: list[str], from_sys_argv: bool = False) -> None:
+    from mnist_ann.errors import reported
+
+    with reported():
+        _, target = COMMANDS[command]
+        if target is None:
+            from mnist_ann.cli import MNISTCLI
+
+            # (Lightning reads sys.argv itself, and warns when given arguments beside it)
+            MNISTCLI(args=None if from_sys_argv else [command, *args])
+            return
+        module, function = target.split(":")
+        runner = getattr(import_module(module), function)
+        if command == "tune":  # its own options, then fit's
+            runner(args)
+        else:
+            from jsonargparse import CLI
+
+            CLI(runner, args=args, prog=f"mnist-ann {command}", allow_abbrev=False)
+
+
+def quiet_dependency_noise(scope: ExitStack) -> None:
+    """Warning and log filters, the thread error hook and the start-up's garbage collection, for the
+    command's length only: a program that calls `main` gets its own state back."""
+    scope.enter_context(warnings.catch_warnings())
     for category, message in DEPENDENCY_NOISE:
         warnings.filterwarnings("ignore", message=message, category=category)
-    for logger, prefixes in DEPENDENCY_LOG_NOISE.items():
-        logging.getLogger(logger).addFilter(
-            lambda record, prefixes=prefixes: not record.getMessage().startswith(prefixes)
-        )
+    for name, prefixes in DEPENDENCY_LOG_NOISE.items():
+        logger = logging.getLogger(name)
+        noise = NoiseFilter(prefixes)
+        logger.addFilter(noise)
+        scope.callback(logger.removeFilter, noise)
+    previous_hook, threading.excepthook = threading.excepthook, thread_error
+    scope.callback(setattr, threading, "excepthook", previous_hook)
+    skip_start_up_collections()
+
+
+class NoiseFilter(logging.Filter):
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefixes)
+
+
+def skip_start_up_collections() -> None:
+    """Importing torch, torchvision and Lightning creates ~400,000 long-lived objects, and Python's cyclic
+    garbage collector would rescan them all several times on the way. Start-up leaves little garbage: skip
+    collecting during it, and freeze what it built out of every later collection."""
+    if "lightning" in sys.modules:  # a program that imported them already (the tests): nothing to gain
+        return
+    gc.disable()
+    try:
+        import lightning  # noqa: F401
+        import torchvision  # noqa: F401
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 def thread_error(args: threading.ExceptHookArgs) -> None:
     """A full disk met by a background thread (TensorBoard's event writer) also reaches the main thread,
     which reports it in one line: the thread's own traceback would only repeat it. Anything else as usual."""
+    from mnist_ann.errors import full_disk_cause
+
     if not full_disk_cause(args.exc_value):
         threading.__excepthook__(args)
-
-
-def main() -> None:
-    quiet_dependency_noise()
-    threading.excepthook = thread_error
-    try:
-        if sys.argv[1:2] == ["tune"]:  # its own options, then fit's
-            from mnist_ann.tune import tune
-
-            tune(sys.argv[2:])
-        elif (command := sys.argv[1:2]) and command[0] in FUNCTION_COMMANDS:
-            from importlib import import_module
-
-            from jsonargparse import CLI
-
-            module = import_module(f"mnist_ann.{command[0]}")
-            CLI(getattr(module, command[0]), args=sys.argv[2:], prog=f"mnist-ann {command[0]}")
-        else:
-            MNISTCLI()
-    except (UserError, MisconfigurationException) as error:  # the user's to fix: the message, no traceback
-        close_progress_bars()
-        sys.exit(f"error: {error}")
-    except OSError as error:
-        if not (cause := full_disk_cause(error)):
-            raise
-        close_progress_bars()
-        sys.exit(f"error: no space left writing {cause.filename or 'a file'} ({cause.strerror})")
-    except Interrupted as interruption:  # what was saved, and the command that goes on from there
-        close_progress_bars()
-        if str(interruption):  # (said once, by the first process)
-            print(interruption, file=sys.stderr)
-        sys.exit(interruption.exit_status)
-    except KeyboardInterrupt:  # Ctrl-C outside training: nothing to save
-        close_progress_bars()
-        sys.exit(128 + signal.SIGINT)
-
-
-def close_progress_bars() -> None:
-    """Close the bars a stopped run leaves open, so that the message comes last (tqdm has no public list
-    of open bars, and Lightning does not close them when a run stops with an exception)."""
-    for bar in list(tqdm._instances):
-        bar.leave = False
-        bar.close()
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from mnist_ann.model import MNISTClassifier
 from mnist_ann.predictions import PredictionWriter
 from mnist_ann.search import Search
 
+DESCRIPTION = "The classic three-layer neural network for MNIST digits: train, test and use it."
 # Lightning's notes on restoring the training callbacks' state from a checkpoint: they matter when
 # `fit` resumes, and say nothing to a command that only evaluates or predicts.
 RESTORE_NOTES = ("The dirpath has changed from", "Be aware that when using `ckpt_path`, callbacks used to create")
@@ -54,7 +55,9 @@ class ArgumentParser(LightningArgumentParser):
 
 
 class MNISTCLI(LightningCLI):
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, args: list[str] | dict | None = None, **kwargs) -> None:
+        # The command as given (the resume hint repeats it); a whole config (a tune trial) has none.
+        self.command_line = [] if isinstance(args, dict) else list(sys.argv[1:] if args is None else args)
         super().__init__(
             MNISTClassifier,
             MNISTDataModule,
@@ -65,7 +68,9 @@ class MNISTCLI(LightningCLI):
                 "plugins": {"class_path": "mnist_ann.checkpoints.AtomicCheckpointIO"},
             },
             parser_class=ArgumentParser,
-            parser_kwargs={"prog": "mnist-ann"},
+            # No abbreviations: `--trainer.max_epoch 3` is a typo to refuse, not `max_epochs` to guess.
+            parser_kwargs={"prog": "mnist-ann", "description": DESCRIPTION, "allow_abbrev": False},
+            args=args,
             seed_everything_default=42,  # the recipe's, also without a config: runs repeat exactly
             **kwargs,
         )
@@ -79,7 +84,7 @@ class MNISTCLI(LightningCLI):
         if isinstance(args, dict):  # a whole config (mnist-ann tune's trials), no command line to mix it up with
             self.config = parser.parse_object(args)
         else:
-            check_config_files(parser, sys.argv[1:] if args is None else args)
+            check_config_files(parser, self.command_line)
             super().parse_arguments(parser, args)
         # Lightning reads the model's hyperparameters from --ckpt_path right after parsing: resolve
         # best/last and check the file first, so that this works for them too and fails clearly.
@@ -173,7 +178,7 @@ class MNISTCLI(LightningCLI):
         stopped = f"stopped by {signum.name} at step {self.trainer.global_step}"
         if kept and kept[1] == self.trainer.global_step:
             command = shlex.join(
-                ["mnist-ann", *without_option(sys.argv[1:], "--ckpt_path"), "--ckpt_path", str(kept[0])]
+                ["mnist-ann", *without_option(self.command_line, "--ckpt_path"), "--ckpt_path", str(kept[0])]
             )
             message = f"{stopped}; saved it to {kept[0]}. Resume with: {command}"
         elif kept:

@@ -1,6 +1,10 @@
 """Errors a user can cause and fix. The command line prints their message alone, without a traceback."""
 
+import contextlib
 import errno
+import signal
+import sys
+from collections.abc import Iterator
 
 
 class UserError(Exception):
@@ -51,3 +55,39 @@ def full_disk_cause(error: BaseException) -> OSError | None:
             return error
         error = error.__cause__ or error.__context__
     return None
+
+
+@contextlib.contextmanager
+def reported() -> Iterator[None]:
+    """Around a command: what the user can fix exits with its message alone (`error: ...`), a run stopped by
+    a signal with what it saved; anything else is a bug, and keeps its traceback."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        yield
+    except (UserError, MisconfigurationException) as error:
+        close_progress_bars()
+        sys.exit(f"error: {error}")
+    except OSError as error:
+        if not (cause := full_disk_cause(error)):
+            raise
+        close_progress_bars()
+        sys.exit(f"error: no space left writing {cause.filename or 'a file'} ({cause.strerror})")
+    except Interrupted as interruption:  # what was saved, and the command that goes on from there
+        close_progress_bars()
+        if str(interruption):  # (said once, by the first process)
+            print(interruption, file=sys.stderr)
+        sys.exit(interruption.exit_status)
+    except KeyboardInterrupt:  # Ctrl-C outside training: nothing to save
+        close_progress_bars()
+        sys.exit(128 + signal.SIGINT)
+
+
+def close_progress_bars() -> None:
+    """Close the bars a stopped run leaves open, so that the message comes last (tqdm has no public list
+    of open bars, and Lightning does not close them when a run stops with an exception)."""
+    from tqdm import tqdm
+
+    for bar in list(tqdm._instances):
+        bar.leave = False
+        bar.close()

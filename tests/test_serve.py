@@ -9,6 +9,7 @@ import itertools
 import json
 import math
 import os
+import re
 import signal
 import time
 import urllib.error
@@ -225,7 +226,13 @@ def test_sigterm_stops_the_server_and_every_process_it_started(trained_checkpoin
 @pytest.mark.slow
 def test_the_page_loads_nothing_from_elsewhere_and_the_folder_gains_no_file(server, trained_checkpoint):
     page = get(f"{server}/").decode()
-    assert '<canvas id="pad"' in page and "http:" not in page and "https:" not in page and " src=" not in page
+    assert '<canvas id="pad"' in page
+    linked = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert sorted(linked) == ["web/page.css", "web/page.js"]
+    imported = re.findall(r'from "([^"]+)"', get(f"{server}/web/page.js").decode())
+    assert imported == ["./answer.js"]
+    for text in [page, *(get(f"{server}/web/{name}").decode() for name in ("page.css", "page.js", "answer.js"))]:
+        assert "http:" not in text and "https:" not in text and "//" + "cdn" not in text
     assert sorted(path.name for path in Path(trained_checkpoint).parent.iterdir()) == ["model.ckpt"]  # no client.py
 
 
@@ -373,5 +380,42 @@ def test_drawing_digits_on_the_page_in_a_real_browser(recipe_checkpoint, browser
         page.draw(STROKES["7"])  # and the page goes on working
         page.settled(len(STROKES) + 1)
         assert page.shown()["answer"] == "7" and page.shown()["message"] == ""
+    finally:
+        stop_server(process)
+
+
+HOSTILE_NAMES = [f"<img src=x onerror=\"document.title='X{digit}'\"><b>{digit}</b>" for digit in range(10)]
+
+
+@pytest.fixture(scope="module")
+def hostile_checkpoint(synthetic_data_dir, tmp_path_factory) -> Path:
+    """A checkpoint from someone else: its class names are HTML with script in it."""
+    L.seed_everything(0)
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    trainer.fit(MNISTClassifier(class_names=HOSTILE_NAMES), MNISTDataModule(synthetic_data_dir, val_size=200))
+    path = tmp_path_factory.mktemp("hostile") / "hostile.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
+@pytest.mark.slow
+def test_class_names_from_a_checkpoint_are_shown_as_text_and_never_run(hostile_checkpoint, browser):
+    process, base = start_server(hostile_checkpoint)
+    try:
+        with urllib.request.urlopen(f"{base}/", timeout=30) as response:
+            policy = response.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in policy and "default-src 'none'" in policy and "unsafe-inline" not in policy
+        page = Page(browser, f"{base}/")
+        title = browser.title
+        page.draw(STROKES["7"])
+        page.settled(1)
+        names = [name.text for name in browser.find_elements(page.by.CSS_SELECTOR, "#bars .name")]
+        assert names == HOSTILE_NAMES  # the names themselves, as text
+        assert page.find("answer").text.split("\n")[0] in HOSTILE_NAMES
+        assert HOSTILE_NAMES[0] in page.find("layers").text
+        assert browser.find_elements(page.by.CSS_SELECTOR, "main img, main b") == []  # no element made of them
+        time.sleep(0.5)  # (an onerror handler would have run by now)
+        assert browser.title == title
+        assert not [entry for entry in browser.get_log("browser") if "Content Security Policy" in entry["message"]]
     finally:
         stop_server(process)

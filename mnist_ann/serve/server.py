@@ -5,11 +5,11 @@
                     class's probability (the value, for regression) and, with "explain", what the
                     network saw: the prepared 28x28 input, each layer's activations, and how much
                     each pixel pushed it toward the predicted class (`mnist_ann.explain`).
-    GET  /          the draw-a-digit page (mnist_ann/web/index.html)
+    GET  /          the draw-a-digit page (mnist_ann/serve/web/: index.html, its stylesheet and modules)
     GET  /health    LitServe's health check: "ok" once a worker is ready
 
 Pictures go through the very preparation `predict` gives files (`mnist_ann.images`). Requests pass
-two places, each answering what it can with `{"error": ...}` and a 4xx status: `mnist_ann.gate`, in
+two places, each answering what it can with `{"error": ...}` and a 4xx status: `mnist_ann.serve.middleware`, in
 the HTTP process, for the HTTP-level mistakes (size, syntax, missing field), and `DigitAPI` in the
 inference workers for the image itself. A worker never raises for a bad request: LitServe would
 fail every request batched with it.
@@ -23,18 +23,19 @@ import sys
 from dataclasses import dataclass
 from importlib.resources import files
 from io import BytesIO
+from pathlib import Path
 from typing import Literal
 
 import litserve as ls
 import torch
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from jsonargparse.typing import NonNegativeFloat, PositiveInt, restricted_number_type
 
 from mnist_ann.checkpoints import check_checkpoint, resolve_checkpoint
 from mnist_ann.data import normalize
 from mnist_ann.errors import UserError
 from mnist_ann.explain import class_attributions
-from mnist_ann.gate import MAX_BODY_BYTES, RequestGate
 from mnist_ann.images import (
     BlankImage,
     DamagedImage,
@@ -46,6 +47,7 @@ from mnist_ann.images import (
     prepare,
 )
 from mnist_ann.model import MNISTClassifier
+from mnist_ann.serve.middleware import MAX_BODY_BYTES, RequestGate, SecurityHeaders
 
 Port = restricted_number_type("Port", int, [(">=", 1024), ("<=", 65535)])
 IMAGE_STATUS = {EmptyImage: 400, UnreadableImage: 415, DamagedImage: 422, OversizedImage: 413, BlankImage: 422}
@@ -135,8 +137,11 @@ class DigitAPI(ls.LitAPI):
         return output
 
 
-def page() -> HTMLResponse:
-    return HTMLResponse(files("mnist_ann").joinpath("web", "index.html").read_text())
+WEB = Path(str(files("mnist_ann.serve") / "web"))
+
+
+def page() -> FileResponse:
+    return FileResponse(WEB / "index.html")
 
 
 def serve(
@@ -171,11 +176,12 @@ def serve(
         accelerator="auto",
         workers_per_device=workers,
         fast_queue=fast_queue,
-        middlewares=[(RequestGate, {"max_bytes": MAX_BODY_BYTES})],
+        middlewares=[SecurityHeaders, (RequestGate, {"max_bytes": MAX_BODY_BYTES})],
     )
     # LitServe answers GET / itself ("litserve running"): the page's route goes first, so that it wins.
     server.app.add_api_route("/", page, methods=["GET"], include_in_schema=False)
     server.app.router.routes.insert(0, server.app.router.routes.pop())
+    server.app.mount("/web", StaticFiles(directory=WEB), name="web")
 
     address = f"http://{'127.0.0.1' if host == '127.0.0.1' else host}:{port}"
     print(f"serving {checkpoint} with {workers} worker(s): the page {address}/, the API POST {address}/predict")

@@ -1,8 +1,10 @@
-"""The HTTP gate in front of the prediction service's POST /predict: malformed requests end here.
+"""What stands in front of the prediction service, in LitServe's HTTP process, as ASGI middlewares.
 
-It runs in LitServe's HTTP process, as an ASGI middleware: it answers the mistakes of HTTP itself (an
-empty or oversized body, malformed JSON, a missing field, a broken form) with `{"error": ...}` and a
-4xx status, and hands LitServe every other request as JSON, uploads included.
+- `RequestGate`, before POST /predict: malformed requests end here. It answers the mistakes of HTTP
+  itself (an empty or oversized body, malformed JSON, a missing field, a broken form) with
+  `{"error": ...}` and a 4xx status, and hands LitServe every other request as JSON, uploads included.
+- `SecurityHeaders`, on every answer: the page may run only its own scripts and styles, and talk only
+  to this service, so that nothing a checkpoint or a request holds can run as script in a browser.
 """
 
 import base64
@@ -13,6 +15,34 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
+class SecurityHeaders:
+    """ASGI middleware: the Content-Security-Policy and its companions on every HTTP answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 class RequestGate:

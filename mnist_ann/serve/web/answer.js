@@ -1,0 +1,112 @@
+// Drawing an answer of POST /predict: the input the network got, the pixels behind its answer, each class's
+// probability and every layer's activations. Every text that comes from the server (class names come from
+// the checkpoint) is set with textContent, never parsed as HTML.
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function gray(canvas, values, columns, scale) {
+  const rows = Math.ceil(values.length / columns);
+  canvas.width = columns; canvas.height = rows;
+  canvas.style.width = `${columns * scale}px`; canvas.style.height = `${rows * scale}px`;
+  const context = canvas.getContext("2d");
+  const pixels = context.createImageData(columns, rows);
+  const top = Math.max(...values, 1e-9);
+  values.forEach((value, index) => {
+    const level = Math.round(255 * Math.max(0, value) / top);
+    pixels.data.set([level, level, level, 255], index * 4);
+  });
+  for (let index = values.length; index < columns * rows; index++) pixels.data.set([246, 247, 249, 255], index * 4);
+  context.putImageData(pixels, 0, 0);
+  return canvas;
+}
+
+// Red for positive, white for zero, blue for negative, on one symmetric scale: the 95th percentile of the
+// magnitudes, so that a few strong pixels do not wash out the rest.
+function diverging(canvas, values) {
+  const context = canvas.getContext("2d");
+  const pixels = context.createImageData(28, 28);
+  const magnitudes = values.map(Math.abs).filter((value) => value > 0).sort((a, b) => a - b);
+  const top = magnitudes.length ? magnitudes[Math.floor(0.95 * (magnitudes.length - 1))] : 1e-9;
+  values.forEach((value, index) => {
+    const strength = Math.min(1, Math.abs(value) / top);
+    const fade = Math.round(255 * (1 - strength));
+    pixels.data.set(value >= 0 ? [255, fade, fade, 255] : [fade, fade, 255, 255], index * 4);
+  });
+  context.putImageData(pixels, 0, 0);
+}
+
+function layer(title, size, content) {
+  const box = element("div", "layer");
+  box.append(content, element("div", "title", title), element("div", "size", size));
+  return box;
+}
+
+const arrow = () => element("span", "arrow", "→");
+const percent = (p) => `${(100 * p).toFixed(1)}%`;
+
+function bar(name, p, winner) {
+  const row = element("div", winner ? "bar winner" : "bar");
+  const track = element("span", "track");
+  const fill = element("span", "fill");
+  fill.style.width = percent(p);
+  track.append(fill);
+  row.append(element("span", "name", name), track, element("span", "value", percent(p)));
+  return row;
+}
+
+function outputUnits(answer) {
+  const outputs = element("div", "outputs");
+  const shades = answer.probabilities || [1];
+  shades.forEach((p, index) => {
+    const unit = element("span", "unit");
+    const level = Math.round(255 * p / Math.max(...shades));
+    unit.style.background = `rgb(${level},${level},${level})`;
+    const label = answer.probabilities ? answer.classes[index] : `value ${answer.value.toFixed(2)}`;
+    const row = element("div");
+    row.append(unit, element("span", "", label));
+    outputs.append(row);
+  });
+  return outputs;
+}
+
+// The whole answer area, from an answer; `null` empties it, so that nothing of an earlier answer stays.
+export function render(answer) {
+  const seen = document.getElementById("seen");
+  const why = document.getElementById("why");
+  const answerBox = document.getElementById("answer");
+  document.getElementById("bars").replaceChildren();
+  document.getElementById("layers").replaceChildren();
+  if (!answer) {
+    gray(seen, new Array(784).fill(0), 28, 5);
+    diverging(why, new Array(784).fill(0));
+    document.getElementById("why-caption").textContent = "pixels that pushed toward the answer (red) and away from it (blue)";
+    answerBox.replaceChildren("?");
+    return;
+  }
+  const flat = answer.input.flat();
+  gray(seen, flat, 28, 5);
+  diverging(why, answer.attribution.flat());
+  document.getElementById("why-caption").textContent = `pixels that pushed toward ${answer.name} (red) and away from it (blue)`;
+  const detail = answer.probabilities
+    ? `${percent(answer.probabilities[answer.class])} sure`
+    : `predicted value ${answer.value.toFixed(2)}`;
+  answerBox.replaceChildren(answer.name, element("small", "", detail));
+  (answer.probabilities || []).forEach((p, index) => {
+    document.getElementById("bars").append(bar(answer.classes[index], p, index === answer.class));
+  });
+  const layers = document.getElementById("layers");
+  layers.append(layer("input", "784 pixels", gray(document.createElement("canvas"), flat, 28, 4)));
+  answer.layers.slice(0, -1).forEach((units, index) => {
+    const columns = Math.ceil(Math.sqrt(units.length));
+    const canvas = gray(document.createElement("canvas"), units, columns, 14);
+    layers.append(arrow(), layer(`hidden ${index + 1}`, `${units.length} units, ReLU`, canvas));
+  });
+  const count = answer.probabilities ? answer.probabilities.length : 1;
+  const size = !answer.probabilities ? "1 unit, linear" : count === 2 ? "1 unit, sigmoid" : `${count} units, softmax`;
+  layers.append(arrow(), layer("output", size, outputUnits(answer)));
+}
