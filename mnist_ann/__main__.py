@@ -23,7 +23,7 @@ COMMANDS = {
     "predict": ("classify your own pictures (or the test images) with a checkpoint", None),
     "export": ("write a checkpoint as model.pt2 and model.onnx for deployment", "mnist_ann.export:export"),
     "serve": ("an HTTP prediction service and a draw-a-digit page", "mnist_ann.serve.server:serve"),
-    "tune": ("search for better settings with Optuna (every fit option applies)", "mnist_ann.tune:tune"),
+    "tune": ("search for better settings with Optuna (every fit option applies)", "mnist_ann.tune.study:tune"),
 }
 
 # Warnings of dependencies that say nothing a user of this command can act on, silenced by message.

@@ -11,17 +11,21 @@ Beyond plain LightningCLI:
 - `fit` stopped by SIGTERM or Ctrl-C saves its step and exits 143 or 130; a full disk is one message.
 """
 
+import argparse
 import itertools
 import os
 import shlex
 import signal
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
 from jsonargparse import Namespace
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -39,7 +43,6 @@ from mnist_ann.data import MNISTDataModule
 from mnist_ann.errors import CheckpointError, ConfigError, DataError, DiskFullError, Interrupted, full_disk_cause
 from mnist_ann.model import MNISTClassifier
 from mnist_ann.predictions import PredictionWriter
-from mnist_ann.search import Search
 
 DESCRIPTION = "The classic three-layer neural network for MNIST digits: train, test and use it."
 # Lightning's notes on restoring the training callbacks' state from a checkpoint: they matter when
@@ -55,9 +58,19 @@ class ArgumentParser(LightningArgumentParser):
 
 
 class MNISTCLI(LightningCLI):
-    def __init__(self, args: list[str] | dict | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        args: list[str] | dict | None = None,
+        search: bool = False,
+        callbacks: Sequence[Callback] = (),
+        exit_on_error: bool = True,
+        **kwargs,
+    ) -> None:
+        """`search`: the parser takes tune's `tune:` section; `callbacks`: added to the configs' (tune's
+        pruning); `exit_on_error` false: a config error is raised as jsonargparse's ArgumentError."""
         # The command as given (the resume hint repeats it); a whole config (a tune trial) has none.
         self.command_line = [] if isinstance(args, dict) else list(sys.argv[1:] if args is None else args)
+        self.search = search
         super().__init__(
             MNISTClassifier,
             MNISTDataModule,
@@ -66,10 +79,16 @@ class MNISTCLI(LightningCLI):
             trainer_defaults={
                 "profiler": {"class_path": "mnist_ann.lean.NoProfiler"},
                 "plugins": {"class_path": "mnist_ann.checkpoints.AtomicCheckpointIO"},
+                "callbacks": list(callbacks),
             },
             parser_class=ArgumentParser,
             # No abbreviations: `--trainer.max_epoch 3` is a typo to refuse, not `max_epochs` to guess.
-            parser_kwargs={"prog": "mnist-ann", "description": DESCRIPTION, "allow_abbrev": False},
+            parser_kwargs={
+                "prog": "mnist-ann",
+                "description": DESCRIPTION,
+                "allow_abbrev": False,
+                "exit_on_error": exit_on_error,
+            },
             args=args,
             seed_everything_default=42,  # the recipe's, also without a config: runs repeat exactly
             **kwargs,
@@ -77,15 +96,19 @@ class MNISTCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.classes", "model.class_names", apply_on="instantiate")
-        # So that the same configs serve fit and tune: configs/tune.yaml holds a `tune:` section.
-        parser.add_argument("--tune", type=Search, help="mnist-ann tune's search; the other commands ignore it")
+        if self.search:  # (Optuna, which the search space is made of, is imported by `tune` alone)
+            from mnist_ann.tune.space import Search
+
+            parser.add_argument("--tune", type=Search, help="the search (configs/tune.yaml's `tune:` section)")
+        else:  # the same configs serve fit and tune: a `tune:` section is tune's alone (and run configs hold one)
+            parser.add_argument("--tune", type=dict[str, Any] | None, default=None, help=argparse.SUPPRESS)
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         if isinstance(args, dict):  # a whole config (mnist-ann tune's trials), no command line to mix it up with
             self.config = parser.parse_object(args)
         else:
             check_config_files(parser, self.command_line)
-            super().parse_arguments(parser, args)
+            self.config = parser.parse_args(args)
         # Lightning reads the model's hyperparameters from --ckpt_path right after parsing: resolve
         # best/last and check the file first, so that this works for them too and fails clearly.
         if subcommand := self.config.get("subcommand"):
@@ -206,11 +229,20 @@ class MNISTCLI(LightningCLI):
             raise DataError(f"{len(failures)} of the files given could not be predicted (see the messages above)")
 
 
+def config_files(args: list[str]) -> list[str]:
+    """The config files a command line names, in order."""
+    named = []
+    for option, value in itertools.pairwise(["", *args]):
+        if option in ("--config", "-c"):
+            named.append(value)
+        elif value.startswith("--config="):
+            named.append(value.split("=", 1)[1])
+    return named
+
+
 def check_config_files(parser: LightningArgumentParser, args: list[str]) -> None:
     """Refuse an empty or malformed YAML config by its name (the parser reports neither by name)."""
-    named = [value for option, value in itertools.pairwise(args) if option in ("--config", "-c")]
-    named += [arg.split("=", 1)[1] for arg in args if arg.startswith("--config=")]
-    for path in map(Path, named):
+    for path in map(Path, config_files(args)):
         if not path.is_file():
             continue  # the parser says so itself
         try:

@@ -1,8 +1,10 @@
 """`mnist-ann tune`: studies on the synthetic data, as users run them: in one process, in two at once, killed
 and started again; bad search spaces refused before any trial."""
 
+import contextlib
 import os
 import signal
+import sqlite3
 import time
 
 import optuna
@@ -163,6 +165,9 @@ def test_a_journal_lock_left_by_a_killed_process_gives_way(synthetic_data_dir, t
         ({"model.hidden_sizes": {"choices": []}}, "choices must be a non-empty list"),
         ({"model.hiden_sizes": {"choices": [[32]]}}, "tune.space.model.hiden_sizes: Group 'model' does not accept"),
         ({"model.optimizer.init_args.betas": {"choices": [[0.9, 0.99]]}}, "tune.space.model.optimizer.init_args.betas"),
+        # a bad value that is not the first choice, or at the far end of a range: found before any trial too
+        ({"model.hidden_sizes": {"choices": [[128, 64], [-5]]}}, "tune.space.model.hidden_sizes: "),
+        ({"data.batch_size": {"low": 0, "high": 64}}, "(checking the value 0)"),
     ],
 )
 def test_a_bad_search_space_entry_is_refused_by_name_before_any_trial(
@@ -213,3 +218,76 @@ def test_the_shipped_search_space_is_valid(synthetic_data_dir, tmp_path, monkeyp
     run_main(monkeypatch, "tune", "--config", CONFIG, "--config", TUNE_CONFIG, *data(synthetic_data_dir),
              "--n_trials", "1")  # fmt: skip
     assert len(load(tmp_path).get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 1
+
+
+def test_an_integer_range_on_a_log_scale_draws_integers(synthetic_data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    space = {"data.batch_size": {"low": 32, "high": 256, "log": True}}
+    run_main(monkeypatch, "tune", "--config", CONFIG, "--config", study_config(tmp_path, 2, epochs=1, **space),
+             *data(synthetic_data_dir))  # fmt: skip
+    sizes = [trial.params["data.batch_size"] for trial in load(tmp_path).get_trials(states=(TrialState.COMPLETE,))]
+    assert len(sizes) == 2 and all(isinstance(size, int) and 32 <= size <= 256 for size in sizes)
+
+
+def test_a_study_goes_on_only_with_its_own_space_and_settings(synthetic_data_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["tune", "--config", CONFIG, *data(synthetic_data_dir)]
+    run_main(monkeypatch, *args, "--config", study_config(tmp_path, 1, epochs=1))
+    hint = f"train it with: mnist-ann fit --config {CONFIG} --config tune/tune/best.yaml"
+    assert hint in capsys.readouterr().out  # the study's own configs, less the one that only holds the search
+
+    other_space = {"model.hidden_sizes": {"choices": [[16], [32]]}}
+    message = main_error(monkeypatch, *args, "--config", study_config(tmp_path, 2, epochs=1, **other_space))
+    assert message.startswith("error: study tune was run with another search space: tune.space.model.hidden_sizes")
+    assert message.endswith("start a new study with --study_name NAME, or delete tune's storage")
+
+    message = main_error(monkeypatch, *args, "--config", study_config(tmp_path, 2, epochs=3))
+    assert message.startswith("error: study tune was run with tune.epochs 1 (now 3): start a new study")
+    run_main(monkeypatch, *args, "--config", study_config(tmp_path, 2, epochs=1))  # the same settings: it goes on
+    assert len(load(tmp_path).get_trials(states=(TrialState.COMPLETE,))) == 2
+
+
+@pytest.mark.slow
+def test_a_database_study_killed_mid_trial_is_finished_by_the_same_command(synthetic_data_dir, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    args = ["tune", "--config", CONFIG, "--config", study_config(tmp_path, n_trials=3), *data(synthetic_data_dir)]
+    args += ["--storage", storage]
+    process = start_cli(*args, cwd=tmp_path)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # until one trial has finished and the second runs
+        time.sleep(0.5)
+        if not (tmp_path / "study.db").is_file():  # (connecting would create it)
+            continue
+        with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(tmp_path / "study.db")) as db:
+            states = [state for (state,) in db.execute("SELECT state FROM trials")]
+            if states.count("COMPLETE") >= 1 and "RUNNING" in states and process.poll() is None:
+                break
+    else:
+        pytest.fail("the study did not reach its second trial")
+    os.killpg(process.pid, signal.SIGKILL)
+    finish(process)
+
+    run_cli(*args, cwd=tmp_path)  # at once: the dead trial's process is gone, and it runs again
+    trials = optuna.load_study(study_name="tune", storage=storage).get_trials()
+    states = [trial.state for trial in trials]
+    assert states.count(TrialState.COMPLETE) == 3 and TrialState.RUNNING not in states
+    [failed] = [trial for trial in trials if trial.state == TrialState.FAIL]
+    retried = [trial.params for trial in trials if trial.user_attrs.get("retry_of") == failed.number]
+    assert retried == ([failed.params] if failed.params else [])  # (none when killed before it chose its values)
+
+
+def test_a_trial_whose_config_fails_anyway_is_recorded_failed_and_the_study_goes_on(
+    synthetic_data_dir, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    space = {"data.val_size": {"choices": [200, 5000]}}  # the parser takes 5000; the data (1,200 images) cannot
+    run_main(monkeypatch, "tune", "--config", CONFIG, "--config", study_config(tmp_path, 4, epochs=1, **space),
+             *data(synthetic_data_dir))  # fmt: skip
+    trials = load(tmp_path).get_trials()
+    failed = [trial for trial in trials if trial.state == TrialState.FAIL]
+    assert failed and all(trial.params == {"data.val_size": 5000} for trial in failed)
+    assert [trial.user_attrs["error"] for trial in failed] == [
+        "data.val_size=5000 leaves no training images out of 1200"
+    ] * len(failed)
+    assert any(trial.state == TrialState.COMPLETE for trial in trials)
+    assert f"trial {failed[0].number} failed: data.val_size=5000 leaves no training images" in capsys.readouterr().out

@@ -10,66 +10,82 @@ tune:
     model.optimizer.init_args.lr: {low: 0.0001, high: 0.3, log: true}
     model.hidden_sizes: {choices: [[128, 64], [800]]}
     model.optimizer.init_args.momentum: {low: 0.8, high: 0.99, when: {model.optimizer.class_path: torch.optim.SGD}}
+
+Each entry is one of Optuna's own distributions (categorical, int, float), so that a study can tell
+whether the space it was run with is still the configs'.
 """
 
 import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from jsonargparse import ArgumentError
 from jsonargparse.typing import NonNegativeInt, PositiveInt
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from mnist_ann.errors import ConfigError
-
-if TYPE_CHECKING:  # optuna is imported by `mnist-ann tune` alone: the other commands start without it
-    import optuna
 
 
 class Entry:
     """One searched option: `choices: [...]`, or `low`/`high` (`log: true` for a log scale, `step`); with
-    `when: {key: value}`, only in trials where another searched option has that value."""
+    `when: {key: value}`, only in trials where another searched option has that value. Integer bounds make
+    an integer range, on a log scale too."""
 
     def __init__(self, key: str, spec: Any) -> None:
         where = f"tune.space.{key}"
         if not isinstance(spec, dict) or not ({"choices"} <= spec.keys() or {"low", "high"} <= spec.keys()):
             raise ConfigError(f"{where}: give `choices: [...]` or `low:` and `high:`, not {spec!r}")
         self.key, self.when = key, spec.get("when") or {}
-        self.choices = spec.get("choices")
-        if self.choices is not None:
-            if not isinstance(self.choices, list) or not self.choices:
-                raise ConfigError(f"{where}: choices must be a non-empty list, not {self.choices!r}")
+        if "choices" in spec:
+            choices = spec["choices"]
+            if not isinstance(choices, list) or not choices:
+                raise ConfigError(f"{where}: choices must be a non-empty list, not {choices!r}")
+            # Optuna takes numbers and strings as choices: a list goes as JSON text
+            self.distribution: BaseDistribution = CategoricalDistribution([encode(choice) for choice in choices])
             return
-        self.low, self.high, self.log, self.step = spec["low"], spec["high"], bool(spec.get("log")), spec.get("step")
-        for bound in ("low", "high"):
-            value = spec[bound]
+        low, high, log, step = spec["low"], spec["high"], bool(spec.get("log")), spec.get("step")
+        for bound, value in (("low", low), ("high", high)):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"{where}: {bound} must be a number, not {value!r}")
-        if not self.low < self.high:
-            raise ConfigError(f"{where}: an empty range: low {self.low} is not below high {self.high}")
-        if self.log and self.low <= 0:
-            raise ConfigError(f"{where}: a log scale needs low above 0, not {self.low}")
-        self.integer = isinstance(self.low, int) and isinstance(self.high, int) and not self.log
+        if not low < high:
+            raise ConfigError(f"{where}: an empty range: low {low} is not below high {high}")
+        if log and low <= 0:
+            raise ConfigError(f"{where}: a log scale needs low above 0, not {low}")
+        if log and step is not None:
+            raise ConfigError(f"{where}: a log scale takes no step")
+        if isinstance(low, int) and isinstance(high, int) and (step is None or isinstance(step, int)):
+            self.distribution = IntDistribution(low, high, log=log, step=step or 1)
+        else:
+            self.distribution = FloatDistribution(low, high, log=log, step=step)
 
     def applies(self, chosen: dict[str, Any]) -> bool:
         """Whether this entry is searched, given the values already chosen (as the trial's params hold them)."""
         return all(key in chosen and decode(chosen[key]) == value for key, value in self.when.items())
 
-    def suggest(self, trial: "optuna.Trial", key: str) -> Any:
-        if self.choices is not None:  # Optuna takes numbers and strings as choices: a list goes as JSON text
-            return decode(trial.suggest_categorical(key, [encode(choice) for choice in self.choices]))
-        if self.integer:
-            return trial.suggest_int(key, self.low, self.high, step=self.step or 1)
-        return trial.suggest_float(key, self.low, self.high, log=self.log, step=self.step)
+    def suggest(self, trial) -> Any:
+        """This entry's value for an Optuna trial."""
+        if isinstance(self.distribution, CategoricalDistribution):
+            return decode(trial.suggest_categorical(self.key, self.distribution.choices))
+        number = self.distribution
+        if isinstance(number, IntDistribution):
+            return trial.suggest_int(self.key, number.low, number.high, step=number.step, log=number.log)
+        return trial.suggest_float(self.key, number.low, number.high, step=number.step, log=number.log)
 
-    def sample(self, space: dict[str, "Entry"]) -> dict[str, Any]:
-        """Values of the space under which this entry applies (its conditions, then the first choice or the
-        low bound of every entry that applies with them): a trial's config in which to check its key."""
-        values = dict(self.when)
+    def candidates(self) -> list[Any]:
+        """The values to check before any trial: every choice, or both ends of the range."""
+        if isinstance(self.distribution, CategoricalDistribution):
+            return [decode(choice) for choice in self.distribution.choices]
+        return [self.distribution.low, self.distribution.high]
+
+    def with_others(self, value: Any, space: dict[str, "Entry"]) -> dict[str, Any]:
+        """This entry's value, with its conditions and a value of every other entry that applies with them:
+        a trial's values in which to check it."""
+        values = {**self.when, self.key: value}
         for key, entry in space.items():
             if key not in values and entry.applies(values):
-                values[key] = entry.choices[0] if entry.choices else entry.low
+                values[key] = entry.candidates()[0]
         return values
 
 
@@ -106,6 +122,10 @@ class Search:
         keys = sorted(self.space, key=lambda key: not key.endswith("class_path"))
         self.entries = {key: Entry(key, self.space[key]) for key in keys}
 
+    def values(self, trial) -> dict[str, Any]:
+        """A trial's values: each entry that applies, given those chosen before it."""
+        return {key: entry.suggest(trial) for key, entry in self.entries.items() if entry.applies(trial.params)}
+
 
 def trial_config(config: dict, search: Search, values: dict[str, Any], folder: Path, number: int) -> dict:
     """The fit config of one trial: the base config with the trial's values, trained for the study's epochs
@@ -116,8 +136,15 @@ def trial_config(config: dict, search: Search, values: dict[str, Any], folder: P
         raise ConfigError(
             "tune: each trial is a TensorBoard run: configure trainer.logger as configs/default.yaml does"
         )
-    trainer.update(max_epochs=int(search.epochs), devices=1, num_nodes=1, strategy="auto", enable_checkpointing=False,
-                   enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.update(
+        max_epochs=int(search.epochs),
+        devices=1,
+        num_nodes=1,
+        strategy="auto",
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer["logger"]["init_args"].update(save_dir=str(folder.parent), name=folder.name, version=f"trial_{number:04d}")
     monitors = [c for c in trainer.get("callbacks") or [] if c["class_path"].endswith("TensorBoardMonitor")]
     for monitor in monitors:
@@ -139,14 +166,17 @@ def set_dotted(tree: dict, key: str, value: Any) -> dict:
     return tree
 
 
-def check_keys(parser, config: dict, search: "Search") -> None:
-    """Every entry's key, with a value of its range, as the command line's own parser takes it: before any trial."""
+def check_space(parser, config: dict, search: Search) -> None:
+    """Every choice and both ends of every range, as the command line's own parser takes them: before any trial."""
     parser.exit_on_error = False  # its error as an exception, to name the entry
     try:
         for key, entry in search.entries.items():
-            try:
-                parser.parse_object(trial_config(config, search, entry.sample(search.entries), Path("tune/check"), 0))
-            except ArgumentError as error:
-                raise ConfigError(f"tune.space.{key}: {' '.join(str(error).split())}") from None
+            for value in entry.candidates():
+                values = entry.with_others(value, search.entries)
+                try:
+                    parser.parse_object(trial_config(config, search, values, Path("tune/check"), 0))
+                except ArgumentError as error:
+                    reason = " ".join(str(error).split())
+                    raise ConfigError(f"tune.space.{key}: {reason} (checking the value {value!r})") from None
     finally:
         parser.exit_on_error = True

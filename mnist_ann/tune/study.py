@@ -1,0 +1,356 @@
+"""`mnist-ann tune`: a hyperparameter search with Optuna over the same configs as `fit`.
+
+    mnist-ann tune --config configs/default.yaml --config configs/tune.yaml [--n_trials N]
+                   [--storage URL] [--study_name NAME] [any fit option, e.g. --data.data_dir DIR]
+
+The configs' `tune:` section names the search space by the command line's own keys, so any option can
+be searched. Each trial is an ordinary `fit` of that config with the trial's values, run in this
+process through `MNISTCLI` as the command line runs it, in its own TensorBoard run
+(`<save_dir>/tune/<study>/trial_NNNN`); it is scored on the validation split, never on the test
+images. Optuna's pruner stops unpromising trials after any epoch.
+
+The study is kept in a journal file beside the runs (`<save_dir>/tune/<study>.journal`), which several
+`tune` processes on one machine share, or at `--storage` (an RDB URL: SQLite, PostgreSQL) for several
+machines. Started again, a study goes on: finished trials are kept; a trial whose process died is
+marked failed and its values run again (known from the process id each trial records, on the same
+machine; from Optuna's heartbeat, on a database, for other machines). A trial whose training diverges
+is recorded as pruned, a trial whose config fails anyway as failed, each with why, and the study goes on.
+"""
+
+import argparse
+import contextlib
+import logging
+import os
+import shlex
+import signal
+import socket
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+import yaml
+from jsonargparse import ArgumentError
+from lightning.pytorch.callbacks import Callback
+from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+from optuna.trial import TrialState
+from optuna_integration import PyTorchLightningPruningCallback
+
+from mnist_ann.cli import MNISTCLI, config_files
+from mnist_ann.errors import ConfigError, Interrupted, TrainingDivergedError
+from mnist_ann.idx import ChecksumWarning
+from mnist_ann.tune.space import Search, check_space, decode, set_dotted, trial_config
+
+METRIC = "val/acc"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# What a study keeps of the settings it was started with: going on under others would rank unlike trials.
+KEPT_SETTINGS = ("epochs", "pruner")
+
+
+def tune(argv: list[str]) -> None:
+    """The command. What it changes for its length is put back afterwards (torch's threads, Lightning's log
+    level, signal handlers), for a program that calls it and goes on, as the tests do."""
+    options, fit_args = parse_options(argv)
+    with contextlib.ExitStack() as restore:
+        restore.callback(torch.set_num_threads, torch.get_num_threads())
+        for logger in map(logging.getLogger, ("lightning.pytorch", "lightning.fabric")):
+            restore.callback(logger.setLevel, logger.level)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            restore.callback(signal.signal, signum, signal.getsignal(signum))
+        restore.enter_context(warnings.catch_warnings())
+        run_study(options, fit_args, argv)
+
+
+def parse_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """tune's own options; the rest are fit's."""
+    parser = argparse.ArgumentParser(
+        prog="mnist-ann tune",
+        description=__doc__.split("\n\n")[0],
+        epilog="Every option of `mnist-ann fit` applies too (mnist-ann fit --help), to every trial; the study's "
+        "settings are the configs' tune: section, or --tune.epochs N, --tune.pruner hyperband, ...",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--n_trials", type=int, help="trials the study should have finished (default: the config's)")
+    parser.add_argument("--storage", help="an RDB URL, e.g. sqlite:///study.db (default: a journal file)")
+    parser.add_argument("--study_name", default="tune", help="the study to start or go on with (default: tune)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of this process (default: 1)")
+    options, fit_args = parser.parse_known_args(argv)
+    if options.threads < 1:
+        raise ConfigError(f"--threads: at least 1, not {options.threads}")
+    if options.n_trials is not None:
+        fit_args += ["--tune.n_trials", str(options.n_trials)]
+    return options, fit_args
+
+
+@dataclass
+class Plan:
+    """What a study runs: the base fit config, the search, and where the trials' runs go."""
+
+    config: dict
+    search: Search
+    runs: Path
+    configs: list[str]  # the --config files given, for the "train it with" hint
+
+
+def plan(fit_args: list[str]) -> Plan:
+    """The configs and options as fit reads them, the `tune:` section apart; every entry checked."""
+    base = MNISTCLI(args=fit_args, run=False, search=True)
+    search: Search = base.config_init["tune"]
+    if not search.space:
+        raise ConfigError("tune: the configs name no search space (`tune: space:`); add configs/tune.yaml (--config)")
+    config = yaml.safe_load(base.parser.dump(base.config, skip_none=False))
+    del config["tune"]
+    runs = Path(config["trainer"]["logger"]["init_args"].get("save_dir") or ".") / "tune"
+    check_space(base.parser, config, search)
+    return Plan(config, search, runs, config_files(fit_args))
+
+
+def run_study(options: argparse.Namespace, fit_args: list[str], argv: list[str]) -> None:
+    # Several tune processes on one machine, each with torch's usual thread per core, slowed a study 7-14x
+    # (spinning threads on too few cores); one thread each makes two processes 1.9x faster than one.
+    torch.set_num_threads(options.threads)
+    study_plan = plan(fit_args)
+    study = open_study(options.storage, study_plan, options.study_name)
+    search = study_plan.search
+    print(
+        f"study {options.study_name}: {len(study.get_trials(states=FINISHED))} of {search.n_trials} trials "
+        f"finished; runs in {study_plan.runs / options.study_name}"
+    )
+    for name in ("lightning.pytorch", "lightning.fabric"):  # one line a trial: Optuna's
+        logging.getLogger(name).setLevel(logging.WARNING)
+    received: list[int] = []  # signals, acted on where it is safe: before a trial, before and in its training
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda signum, frame: received.append(signum))
+    trials = Trials(study_plan, study.study_name, received)
+    try:
+        remaining = search.n_trials - len(study.get_trials(states=(*FINISHED, TrialState.RUNNING)))
+        if remaining > 0:
+            # Trials running in other processes count: together they stop at n_trials.
+            stop = optuna.study.MaxTrialsCallback(search.n_trials, states=(*FINISHED, TrialState.RUNNING))
+            study.optimize(trials.run, n_trials=remaining, callbacks=[stop], catch=(TrialConfigError,))
+        if received:
+            raise StopRequested
+    except (Interrupted, StopRequested) as interruption:
+        raise stopped(study, trials, interruption, argv) from None
+    report(study, study_plan, study_plan.runs / options.study_name / "best.yaml")
+
+
+class Trials:
+    """The objective: each trial a fit of the study's config with the trial's values."""
+
+    def __init__(self, study_plan: Plan, study_name: str, received: list[int]) -> None:
+        self.plan, self.folder, self.received = study_plan, study_plan.runs / study_name, received
+        self.current: optuna.Trial | None = None
+
+    def run(self, trial: optuna.Trial) -> float:
+        if self.current:  # every trial reads the same files: their checksum warning once, with the first
+            warnings.filterwarnings("ignore", category=ChecksumWarning)
+        self.current = trial
+        trial.set_user_attr("process", f"{socket.gethostname()}:{os.getpid()}")
+        values = self.plan.search.values(trial)
+        if self.received:
+            raise StopRequested
+        config = trial_config(self.plan.config, self.plan.search, values, self.folder, trial.number)
+        callbacks = [PyTorchLightningPruningCallback(trial, monitor=METRIC), PassOn(self.received)]
+        try:
+            cli = MNISTCLI(args={"fit": config}, callbacks=callbacks, exit_on_error=False)
+        except (ArgumentError, ConfigError) as error:  # checked up front, so rare: recorded, and the study goes on
+            trial.set_user_attr("error", " ".join(str(error).split()))
+            raise TrialConfigError(f"trial {trial.number}: {' '.join(str(error).split())}") from None
+        except TrainingDivergedError as error:  # a hopeless trial, like one the pruner stops: the study goes on
+            trial.set_user_attr("diverged", str(error))
+            raise optuna.TrialPruned(str(error).split(":")[0]) from None
+        return float(cli.trainer.callback_metrics[f"{METRIC}_best"])
+
+
+class TrialConfigError(Exception):
+    """A trial's values that the command line refuses: the trial fails with the message, the study goes on."""
+
+
+class StopRequested(Exception):
+    """A signal came while a trial was being set up or between trials."""
+
+
+class PassOn(Callback):
+    """A signal that came while a trial was being set up reaches training once Lightning handles signals,
+    which it does from just before training: the trial then stops after its first step."""
+
+    def __init__(self, received: list[int]) -> None:
+        self.received = received
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.received:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def stopped(study: optuna.Study, trials: Trials, interruption: Exception, argv: list[str]) -> Interrupted:
+    """The study stopped by a signal: the trial it stopped queued again, and the command that goes on."""
+    # fit knows which signal stopped it (it routes Ctrl-C through SIGTERM); else the first one received
+    status = interruption.exit_status if isinstance(interruption, Interrupted) else 128 + trials.received[0]
+    current = trials.current.number if trials.current else None
+    stopped_trials = [trial for trial in study.get_trials(states=(TrialState.FAIL,)) if trial.number == current]
+    for trial in stopped_trials:  # Optuna marked it failed: its values run again
+        retry(study, trial)
+    done = len(study.get_trials(states=FINISHED))
+    where = f"in trial {current}, which will run again" if stopped_trials else "between trials"
+    return Interrupted(
+        f"stopped by {signal.Signals(status - 128).name} {where}; the {done} finished trials are kept. "
+        f"Go on with: {shlex.join(['mnist-ann', 'tune', *argv])}",
+        status,
+    )
+
+
+def open_study(storage: str | None, study_plan: Plan, name: str) -> optuna.Study:
+    search = study_plan.search
+    try:
+        study = optuna.create_study(
+            study_name=name,
+            storage=open_storage(storage, study_plan.runs, name),
+            direction="maximize",
+            load_if_exists=True,
+            pruner=pruner(search),
+            sampler=optuna.samplers.TPESampler(seed=search.seed),
+        )
+    except Exception as error:  # SQLAlchemy's, the file system's, Optuna's own
+        where = storage or study_plan.runs / f"{name}.journal"
+        raise ConfigError(f"--storage {where}: cannot open it ({str(error).splitlines()[0]})") from None
+    check_same_study(study, study_plan)
+    retry_dead_trials(study)
+    if storage:  # trials of processes on other machines whose heartbeat stopped
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            fail_stale_trials(study)
+    return study
+
+
+def open_storage(storage: str | None, runs: Path, name: str) -> optuna.storages.BaseStorage:
+    if storage:
+        with warnings.catch_warnings():  # the heartbeat, years old, is still marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(
+                storage,
+                heartbeat_interval=10,
+                grace_period=30,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
+            )
+    runs.mkdir(parents=True, exist_ok=True)
+    # By its absolute path: Optuna's lock is a symbolic link to the journal, and one made from a relative
+    # path dangles, so a lock left by a killed process was never recognised as stale. Locks are held
+    # for milliseconds: after 10 s without a write, one is a killed process's.
+    journal = str((runs / f"{name}.journal").resolve())
+    return JournalStorage(JournalFileBackend(journal, JournalFileSymlinkLock(journal, grace_period=10)))
+
+
+def pruner(search: Search) -> optuna.pruners.BasePruner:
+    if search.pruner == "median":  # it judges from the second epoch on, once startup_trials have finished
+        return optuna.pruners.MedianPruner(n_startup_trials=search.startup_trials, n_warmup_steps=1)
+    return optuna.pruners.HyperbandPruner() if search.pruner == "hyperband" else optuna.pruners.NopPruner()
+
+
+def check_same_study(study: optuna.Study, study_plan: Plan) -> None:
+    """A study goes on only with the space and the settings it was started with; a new one records them."""
+    search = study_plan.search
+    settings = {key: getattr(search, key) for key in KEPT_SETTINGS}
+    kept = study.user_attrs.get("settings")
+    new = f"start a new study with --study_name NAME, or delete {study.study_name}'s storage"
+    if kept is None:
+        study.set_user_attr("settings", settings)
+        study.set_user_attr("configs", study_plan.configs)
+    elif changed := [f"tune.{key} {kept[key]} (now {settings[key]})" for key in kept if kept[key] != settings[key]]:
+        raise ConfigError(f"study {study.study_name} was run with {', '.join(changed)}: {new}")
+    for trial in study.get_trials(deepcopy=False):
+        for key, distribution in trial.distributions.items():
+            entry = search.entries.get(key)
+            if entry is None or entry.distribution != distribution:
+                now = "is no longer searched" if entry is None else f"is now {entry.distribution}"
+                raise ConfigError(
+                    f"study {study.study_name} was run with another search space: tune.space.{key} was "
+                    f"{distribution} in trial {trial.number} and {now}: {new}"
+                )
+
+
+def retry_dead_trials(study: optuna.Study) -> None:
+    """A RUNNING trial whose process, on this machine, is gone is failed and queued again."""
+    host = socket.gethostname()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        machine, _, pid = trial.user_attrs.get("process", "").partition(":")
+        if machine == host and pid.isdigit() and not process_exists(int(pid)):
+            study.tell(trial.number, state=TrialState.FAIL)
+            retry(study, trial)
+
+
+def retry(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Queue a failed trial's values to run again (one stopped before it chose them has none: nothing to do)."""
+    if trial.params:
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def described(params: dict[str, Any]) -> str:
+    """A trial's values, short: `hidden_sizes=[1024, 512] optimizer=Adam lr=0.00123 batch_size=64`."""
+    parts = []
+    for key, value in params.items():
+        *parents, name = key.split(".")
+        if name == "class_path":
+            parts.append(f"{parents[-1]}={value.rsplit('.', 1)[-1]}")
+        else:
+            parts.append(f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={decode(value)}")
+    return " ".join(parts)
+
+
+def report(study: optuna.Study, study_plan: Plan, best_file: Path) -> None:
+    """The best trials as a table, and the best one's values as a config that `fit` layers over the others;
+    written by the last process of the study to finish."""
+    complete = sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.value, reverse=True)
+    pruned = study.get_trials(states=(TrialState.PRUNED,))
+    failed = [trial for trial in study.get_trials(states=(TrialState.FAIL,)) if "error" in trial.user_attrs]
+    diverged = sum("diverged" in trial.user_attrs for trial in pruned)
+    if not complete:
+        raise ConfigError(f"study {study.study_name}: no trial completed ({len(pruned)} pruned)")
+    if running := study.get_trials(states=(TrialState.RUNNING,)):
+        print(
+            f"\n{len(complete)} trials completed; {len(running)} still running in other processes: the last of "
+            f"them to finish writes {best_file}."
+        )
+        return
+    print(f"\n{len(complete)} trials completed, {len(pruned)} pruned ({diverged} of them diverged).")
+    for trial in failed:
+        print(f"trial {trial.number} failed: {trial.user_attrs['error']}")
+    epochs = study_plan.search.epochs
+    print(f"The best, by {METRIC} after {epochs} epoch{'s' if epochs > 1 else ''}:")
+    print(f"{'trial':>6} {METRIC:>8}  values")
+    for trial in complete[:5]:
+        print(f"{trial.number:>6} {trial.value:>8.4f}  {described(trial.params)}")
+    best: dict[str, Any] = {}
+    for key, value in complete[0].params.items():
+        set_dotted(best, key, decode(value))
+    command = ["mnist-ann", "fit"]
+    for config in [*study.user_attrs.get("configs", study_plan.configs), str(best_file)]:
+        if not only_a_search(config):
+            command += ["--config", config]
+    command = shlex.join(command)
+    best_file.parent.mkdir(parents=True, exist_ok=True)
+    header = f"# The best of study {study.study_name}: trial {complete[0].number}, {METRIC} {complete[0].value:.4f}.\n"
+    best_file.write_text(f"{header}#   {command}\n" + yaml.safe_dump(best, sort_keys=False))
+    print(f"\nwrote {best_file} (the study's final best); train it with: {command}")
+
+
+def only_a_search(config: str) -> bool:
+    """Whether a config file holds a `tune:` section and nothing else (configs/tune.yaml): fit needs none."""
+    try:
+        content = yaml.safe_load(Path(config).read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(content, dict) and set(content) == {"tune"}
