@@ -70,8 +70,12 @@ def in_process(checkpoint: str, body: bytes, requests: int) -> dict:
         json.dumps(api.encode_response(api.predict(api.decode_request(request))))
         seconds.append(time.perf_counter() - start)
     ordered = sorted(seconds)
-    return {"rps": len(seconds) / sum(seconds), "p50": ordered[len(ordered) // 2] * 1000,
-            "p99": ordered[int(len(ordered) * 0.99)] * 1000, "errors": 0}  # fmt: skip
+    return {
+        "rps": len(seconds) / sum(seconds),
+        "p50": ordered[len(ordered) // 2] * 1000,
+        "p99": ordered[int(len(ordered) * 0.99)] * 1000,
+        "errors": 0,
+    }
 
 
 def fastapi_peer(checkpoint: str, port: int) -> None:
@@ -101,8 +105,9 @@ def free_port() -> int:
 
 
 def started(command: list[str], port: int, cwd: Path) -> subprocess.Popen:
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               start_new_session=True)  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -142,8 +147,12 @@ def load(port: int, body_file: Path, requests: int, clients: int) -> dict:
     failed = re.search(r"\(Connect: (\d+), Receive: (\d+), Length: \d+, Exceptions: (\d+)\)", output)
     non_2xx = re.search(r"Non-2xx responses:\s+(\d+)", output)
     errors = (sum(map(int, failed.groups())) if failed else 0) + (int(non_2xx.group(1)) if non_2xx else 0)
-    return {"rps": number(output, r"Requests per second:\s+([\d.]+)"), "p50": number(output, r"^\s+50%\s+(\d+)"),
-            "p99": number(output, r"^\s+99%\s+(\d+)"), "errors": errors}  # fmt: skip
+    return {
+        "rps": number(output, r"Requests per second:\s+([\d.]+)"),
+        "p50": number(output, r"^\s+50%\s+(\d+)"),
+        "p99": number(output, r"^\s+99%\s+(\d+)"),
+        "errors": errors,
+    }
 
 
 def number(text: str, pattern: str) -> float:
@@ -170,8 +179,18 @@ def main() -> None:
         body_file = folder / "digit.json"
         body_file.write_bytes(request_body(Path(args.data_dir)))
         rows = {"in-process": {1: in_process(str(checkpoint), body_file.read_bytes(), args.requests)}}
-        servers = {f"serve {name}": [sys.executable, "-m", "mnist_ann", "serve", "--ckpt_path", str(checkpoint),
-                                     *CONFIGS[name]] for name in args.configs.split(",")}  # fmt: skip
+        servers = {
+            f"serve {name}": [
+                sys.executable,
+                "-m",
+                "mnist_ann",
+                "serve",
+                "--ckpt_path",
+                str(checkpoint),
+                *CONFIGS[name],
+            ]
+            for name in args.configs.split(",")
+        }
         servers["fastapi"] = [sys.executable, __file__, "--checkpoint", str(checkpoint), "--peer"]
         for name, command in servers.items():
             port = free_port()

@@ -40,7 +40,15 @@ from mnist_ann.checkpoints import (
     shape_differences,
 )
 from mnist_ann.data import MNISTDataModule
-from mnist_ann.errors import CheckpointError, ConfigError, DataError, DiskFullError, Interrupted, full_disk_cause
+from mnist_ann.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    DiskFullError,
+    Interrupted,
+    TrainingDivergedError,
+    full_disk_cause,
+)
 from mnist_ann.model import MNISTClassifier
 from mnist_ann.predictions import PredictionWriter
 
@@ -179,6 +187,10 @@ class MNISTCLI(LightningCLI):
             self.trainer.fit(model, **kwargs)
         except SIGTERMException:
             raise self._interrupted(received[0] if received else signal.SIGTERM) from None
+        except TrainingDivergedError as error:
+            kept = self._kept_checkpoint()
+            where = f"the last good checkpoint is {kept[0]}" if kept else "no checkpoint had been written yet"
+            raise TrainingDivergedError(f"{error}; {where}") from None
         except Exception as error:
             if cause := full_disk_cause(error):
                 raise self._disk_full(cause) from None

@@ -93,8 +93,11 @@ def attribution_grid(
     axes.set_axis_off()
     cell = 28 + padding
     for index in range(len(images)):
-        captions = (f"{names[true[index]]} as {names[predicted[index]]}", f"for {names[true[index]]}",
-                    f"for {names[predicted[index]]}")  # fmt: skip
+        captions = (
+            f"{names[true[index]]} as {names[predicted[index]]}",
+            f"for {names[true[index]]}",
+            f"for {names[predicted[index]]}",
+        )
         for part, caption in enumerate(captions):
             row, column = divmod(3 * index + part, columns)
             axes.text(column * cell + padding + 14, row * cell + padding - 2, caption, fontsize=8, ha="center")

@@ -17,6 +17,7 @@ from torch import Tensor
 from torchvision.datasets import MNIST, FashionMNIST
 
 from mnist_ann.errors import DataError, MNISTNotFoundError
+from mnist_ann.network import DIGITS
 
 DATA_DIR_ENV = "MNIST_ANN_DATA_DIR"
 DEFAULT_DATA_DIR = "data"
@@ -37,7 +38,6 @@ PUBLISHED_COUNT = {"train": 60_000, "t10k": 10_000}
 # Datasets torchvision downloads, in its layout: <data_dir>/<class name>/raw/. Anything else given as
 # a dataset is a folder holding the four files itself.
 DATASETS = {"mnist": MNIST, "fashion-mnist": FashionMNIST}
-DIGITS = [str(digit) for digit in range(10)]
 
 
 class ChecksumWarning(UserWarning):

@@ -7,12 +7,12 @@
 - `configure_optimizers`: the recipe's SGD, learning rate 0.01, momentum 0.9.
 
 What the output layer means (10 classes, one binary neuron, or a regression value) lives in
-`mnist_ann.tasks`; the bookkeeping that only makes training faster lives in `mnist_ann.lean`.
+`mnist_ann.tasks`. The base class, `LeanLightningModule`, is Lightning's `LightningModule` with cheaper
+per-step bookkeeping (`mnist_ann.lean`); `log_training_loss` is its `self.log("train/loss", loss)`.
 """
 
 from collections.abc import Sequence
 
-import lightning as L
 import torch
 from jsonargparse.typing import PositiveInt
 from lightning.pytorch.cli import OptimizerCallable
@@ -21,10 +21,8 @@ from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.wrappers import ClasswiseWrapper
 
-from mnist_ann.errors import TrainingDivergedError
-from mnist_ann.idx import DIGITS
-from mnist_ann.lean import LeanTraining
-from mnist_ann.network import MLP, NUM_CLASSES
+from mnist_ann.lean import LeanLightningModule
+from mnist_ann.network import DIGITS, MLP, NUM_CLASSES
 from mnist_ann.tasks import PositiveRule, TaskName, accuracy, make_task
 
 Batch = tuple[Tensor, Tensor]
@@ -35,7 +33,7 @@ def recipe_sgd(params) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=0.01, momentum=0.9)
 
 
-class MNISTClassifier(LeanTraining, L.LightningModule):
+class MNISTClassifier(LeanLightningModule):
     """Trains the MLP for one of three problem types (`mnist_ann.tasks`) and reports its metrics.
 
     Logged scalars: `train/loss` (running mean, every `trainer.log_every_n_steps` steps),
@@ -85,10 +83,7 @@ class MNISTClassifier(LeanTraining, L.LightningModule):
         images, labels = batch
         outputs = self(images)
         loss = self.task.loss(outputs, self.task.targets(labels))
-        predicted, target = self.task.classes(outputs.detach()), self.task.class_targets(labels)
-        if (running_loss := self.count_training_step(loss, predicted, target)) is not None:
-            self.check_finite(running_loss)
-            self.log("train/loss", running_loss, prog_bar=True, sync_dist=True)
+        self.log_training_loss(loss, outputs, labels)
         return loss
 
     def on_train_start(self) -> None:
@@ -100,21 +95,6 @@ class MNISTClassifier(LeanTraining, L.LightningModule):
     def on_train_epoch_end(self) -> None:
         # Under DDP every process trains on an equal share, so the mean over processes is the exact accuracy.
         self.log("train/acc", self.epoch_training_accuracy(), sync_dist=True)
-
-    def check_finite(self, loss: Tensor) -> None:
-        """Stop a run whose loss or weights are no longer finite numbers, before it logs or saves them."""
-        if torch.isfinite(loss) and all(torch.isfinite(p).all() for p in self.parameters()):
-            return
-        callback = self.trainer.checkpoint_callback
-        kept = callback.last_model_path or callback.best_model_path if callback else ""
-        raise TrainingDivergedError(
-            f"training diverged by step {self.global_step + 1}: the loss or the weights became NaN or infinite "
-            "(is the learning rate too high?). Stopped without saving them; "
-            + (f"the last good checkpoint is {kept}" if kept else "no checkpoint had been written yet")
-        )
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        self.check_finite(self.running_loss)
 
     def _evaluate(self, batch: Batch, stage: str) -> dict[str, Tensor]:
         images, labels = batch
@@ -147,11 +127,6 @@ class MNISTClassifier(LeanTraining, L.LightningModule):
             for name, value in self.test_accuracy_per_digit.compute().items():
                 self.log_same_everywhere(name, value)
             self.test_accuracy_per_digit.reset()
-
-    def log_same_everywhere(self, name: str, value: Tensor | float) -> None:
-        """Log a value that every process already holds (the learning rate, or one computed from metrics
-        torchmetrics has synchronized). Under DDP, Lightning's synchronization by `max` keeps it exactly."""
-        self.log(name, value, sync_dist=True, reduce_fx="max")
 
     def predict_step(self, batch: Batch | Tensor, batch_idx: int) -> dict[str, Tensor]:
         """The predicted class of each image, with its class probabilities (classification) or value (regression)."""

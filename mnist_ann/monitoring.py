@@ -27,7 +27,7 @@ from mnist_ann.explain import (
     log_embedding,
     weight_tiles,
 )
-from mnist_ann.idx import DIGITS
+from mnist_ann.network import DIGITS
 
 # Optimizer settings that say how it is computed, not what: left out of the HParams rows.
 IMPLEMENTATION_OPTIONS = {"foreach", "fused", "differentiable", "capturable", "maximize"}

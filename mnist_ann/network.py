@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 IMAGE_PIXELS = 28 * 28
 NUM_CLASSES = 10
+DIGITS = [str(digit) for digit in range(NUM_CLASSES)]  # the classes' names, unless the data names them
 
 
 class MLP(nn.Module):

@@ -65,8 +65,17 @@ def test_predict_explain_writes_one_picture_per_image(trained_checkpoint, synthe
         Image.fromarray(images[index].numpy()).resize((84, 84)).save(folder / f"digit {index}.png")
     monkeypatch.chdir(tmp_path)
     explain = ["--trainer.callbacks.explain", str(tmp_path / "explained")]
-    run_main(monkeypatch, "predict", "--config", CONFIG, "--ckpt_path", str(trained_checkpoint),
-             "--data.predict_files", str(folder), *explain)  # fmt: skip
+    run_main(
+        monkeypatch,
+        "predict",
+        "--config",
+        CONFIG,
+        "--ckpt_path",
+        str(trained_checkpoint),
+        "--data.predict_files",
+        str(folder),
+        *explain,
+    )
     written = sorted(path.name for path in (tmp_path / "explained").iterdir())
     assert written == ["00000_digit-0.png", "00001_digit-1.png", "00002_digit-2.png"]
     assert all(Image.open(tmp_path / "explained" / name).size == (840, 290) for name in written)
@@ -81,8 +90,18 @@ def test_predict_explain_works_for_every_output_layer(synthetic_data_dir, tmp_pa
     picture = tmp_path / "digit.png"
     Image.fromarray(load_split(synthetic_data_dir, train=False)[0][0].numpy()).save(picture)
     monkeypatch.chdir(tmp_path)
-    run_main(monkeypatch, "predict", "--config", CONFIG, "--ckpt_path", str(checkpoint),
-             "--data.predict_files", str(picture), "--trainer.callbacks.explain", "explained")  # fmt: skip
+    run_main(
+        monkeypatch,
+        "predict",
+        "--config",
+        CONFIG,
+        "--ckpt_path",
+        str(checkpoint),
+        "--data.predict_files",
+        str(picture),
+        "--trainer.callbacks.explain",
+        "explained",
+    )
     assert [path.name for path in (tmp_path / "explained").iterdir()] == ["00000_digit.png"]
 
 

@@ -27,8 +27,19 @@ STEP_CHECKPOINTS = [
 
 
 def fit_args(data_dir) -> list[str]:
-    return ["fit", "--config", CONFIG, "--data.data_dir", str(data_dir), "--data.val_size", "200",
-            "--trainer.max_epochs", str(EPOCHS), "--trainer.log_every_n_steps", "5"]  # fmt: skip
+    return [
+        "fit",
+        "--config",
+        CONFIG,
+        "--data.data_dir",
+        str(data_dir),
+        "--data.val_size",
+        "200",
+        "--trainer.max_epochs",
+        str(EPOCHS),
+        "--trainer.log_every_n_steps",
+        "5",
+    ]
 
 
 def final_state(workdir, version: int) -> dict:
@@ -68,8 +79,11 @@ def test_a_run_killed_mid_epoch_resumes_from_its_step_checkpoint_exactly(synthet
 def test_a_run_stopped_by_a_signal_saves_its_step_and_resumes_exactly(
     synthetic_data_dir, tmp_path, uninterrupted, signal_name, status
 ):
-    stop = ["--trainer.callbacks+=tests.crash.SendSignal", f"--trainer.callbacks.at_step={STOP_AT}",
-            f"--trainer.callbacks.signal_name={signal_name}"]  # fmt: skip
+    stop = [
+        "--trainer.callbacks+=tests.crash.SendSignal",
+        f"--trainer.callbacks.at_step={STOP_AT}",
+        f"--trainer.callbacks.signal_name={signal_name}",
+    ]
     stopped = run_cli(*fit_args(synthetic_data_dir), *stop, cwd=tmp_path, check=False)
     assert stopped.returncode == status, stopped.stderr[-3000:]
     saved = Path("lightning_logs", "version_0", "checkpoints", "last.ckpt")  # as named from where it ran
@@ -80,8 +94,14 @@ def test_a_run_stopped_by_a_signal_saves_its_step_and_resumes_exactly(
 
     command = last_line.split("Resume with: mnist-ann ", 1)[1].split()
     assert command[-2:] == ["--ckpt_path", str(saved)]
-    resumed = run_cli(*[arg for arg in command if "tests.crash" not in arg and "callbacks.at_step" not in arg
-                        and "signal_name" not in arg], cwd=tmp_path)  # fmt: skip
+    resumed = run_cli(
+        *[
+            arg
+            for arg in command
+            if "tests.crash" not in arg and "callbacks.at_step" not in arg and "signal_name" not in arg
+        ],
+        cwd=tmp_path,
+    )
     assert resumed.returncode == 0
     assert_same_run(final_state(tmp_path, 1), uninterrupted)
 
@@ -125,8 +145,11 @@ def test_a_full_disk_stops_with_one_message_and_keeps_the_last_checkpoint(synthe
 def test_best_after_a_run_stopped_in_its_first_epoch_is_not_an_older_runs(synthetic_data_dir, tmp_path, monkeypatch):
     one_epoch = [*fit_args(synthetic_data_dir), "--trainer.max_epochs", "1"]
     run_cli(*one_epoch, cwd=tmp_path)  # version_0: best.ckpt and last.ckpt
-    stop = ["--trainer.callbacks+=tests.crash.SendSignal", "--trainer.callbacks.at_step=3",
-            "--trainer.callbacks.signal_name=SIGTERM"]  # fmt: skip
+    stop = [
+        "--trainer.callbacks+=tests.crash.SendSignal",
+        "--trainer.callbacks.at_step=3",
+        "--trainer.callbacks.signal_name=SIGTERM",
+    ]
     assert run_cli(*one_epoch, *stop, cwd=tmp_path, check=False).returncode == 143  # version_1: last.ckpt only
     monkeypatch.chdir(tmp_path)
     data = ["--data.data_dir", str(synthetic_data_dir), "--data.val_size", "200"]

@@ -93,8 +93,9 @@ def test_torchrun_on_two_nodes_as_the_readme_writes_it(noisy_data, tmp_path):
     outputs = {}
     for subcommand in ("fit", "test"):
         port = str(free_port())
-        per_node = [([torchrun, *on_this_host(commands[subcommand], noisy_data, port, rank)[1:]], {})
-                    for rank in range(NODES)]  # fmt: skip
+        per_node = [
+            ([torchrun, *on_this_host(commands[subcommand], noisy_data, port, rank)[1:]], {}) for rank in range(NODES)
+        ]
         outputs[subcommand] = launch(per_node, tmp_path)
     check_run(tmp_path, outputs["test"], noisy_data)
 

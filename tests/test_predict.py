@@ -132,7 +132,14 @@ def test_an_animated_image_is_predicted_from_its_first_frame_saying_so(
     for shift, frame in enumerate(frames):  # three different frames (Pillow merges equal ones)
         ImageDraw.Draw(frame).line([(20 + 10 * shift, 10), (30, 50)], fill=0, width=6)
     frames[0].save(gif := tmp_path / "moving.gif", save_all=True, append_images=frames[1:])
-    rows = predict_rows(monkeypatch, tmp_path, tmp_path / "rows.jsonl", "--ckpt_path", str(trained_checkpoint),
-                        "--data.predict_files", str(gif))  # fmt: skip
+    rows = predict_rows(
+        monkeypatch,
+        tmp_path,
+        tmp_path / "rows.jsonl",
+        "--ckpt_path",
+        str(trained_checkpoint),
+        "--data.predict_files",
+        str(gif),
+    )
     assert [row["file"] for row in rows] == [str(gif)]
     assert f"{gif}: animated (3 frames); only its first frame is used" in caplog.text

@@ -68,8 +68,20 @@ def test_the_progress_bar_turned_off_is_left_out_of_the_configs_callbacks(
     synthetic_data_dir, tmp_path, monkeypatch, capsys
 ):
     monkeypatch.chdir(tmp_path)
-    run_main(monkeypatch, "fit", "--config", CONFIG, "--data.data_dir", str(synthetic_data_dir), "--data.val_size",
-             "200", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false")  # fmt: skip
+    run_main(
+        monkeypatch,
+        "fit",
+        "--config",
+        CONFIG,
+        "--data.data_dir",
+        str(synthetic_data_dir),
+        "--data.val_size",
+        "200",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.enable_progress_bar",
+        "false",
+    )
     printed = capsys.readouterr()
     assert "Epoch 0:" not in printed.out + printed.err  # (the bar, when on, draws on stdout)
     assert (tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "best.ckpt").is_file()
@@ -91,7 +103,7 @@ def test_diverging_run_stops_and_keeps_the_last_good_checkpoint(synthetic_data_d
     trainer = L.Trainer(
         max_epochs=2, logger=False, enable_progress_bar=False, callbacks=[every_step], log_every_n_steps=5
     )
-    with pytest.raises(TrainingDivergedError, match=r"diverged by step \d+: .* last good checkpoint is .*last\.ckpt"):
+    with pytest.raises(TrainingDivergedError, match=r"diverged by step \d+: .* Stopped without saving them"):
         trainer.fit(model, MNISTDataModule(synthetic_data_dir, val_size=200))
     kept = torch.load(tmp_path / "last.ckpt", weights_only=True)
     assert kept["global_step"] >= 1
@@ -101,10 +113,22 @@ def test_diverging_run_stops_and_keeps_the_last_good_checkpoint(synthetic_data_d
 def test_diverging_run_through_the_command_line(synthetic_data_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = ["fit", "--config", CONFIG, "--data.data_dir", str(synthetic_data_dir), "--data.val_size", "200"]
-    message = main_error(
-        monkeypatch, *args, "--model.optimizer.init_args.lr", "1e3", "--trainer.log_every_n_steps", "5"
-    )
+    args += ["--model.optimizer.init_args.lr", "1e3", "--trainer.log_every_n_steps", "5"]
+    message = main_error(monkeypatch, *args)
     assert "training diverged" in message and "learning rate" in message
+    assert message.endswith("Stopped without saving them; no checkpoint had been written yet")
+    every_step = [
+        "--trainer.callbacks+=ModelCheckpoint",
+        "--trainer.callbacks.filename",
+        "last",
+        "--trainer.callbacks.enable_version_counter",
+        "false",
+        "--trainer.callbacks.every_n_train_steps",
+        "1",
+    ]
+    message = main_error(monkeypatch, *args, *every_step)
+    kept = r"Stopped without saving them; the last good checkpoint is .*version_1/checkpoints/last\.ckpt$"
+    assert re.search(kept, message)
 
 
 # Untrusted and broken checkpoints.
@@ -177,8 +201,17 @@ def small_run(synthetic_data_dir, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("small_run")
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.chdir(workdir)
-        run_main(monkeypatch, "fit", "--config", CONFIG, "--data.data_dir", str(synthetic_data_dir),
-                 "--data.val_size=200", "--trainer.max_epochs=1", "--model.hidden_sizes=[32]")  # fmt: skip
+        run_main(
+            monkeypatch,
+            "fit",
+            "--config",
+            CONFIG,
+            "--data.data_dir",
+            str(synthetic_data_dir),
+            "--data.val_size=200",
+            "--trainer.max_epochs=1",
+            "--model.hidden_sizes=[32]",
+        )
     return workdir
 
 
@@ -190,8 +223,9 @@ def test_a_truncated_checkpoint_names_the_usable_ones(small_run, synthetic_data_
     monkeypatch.chdir(copy_of(small_run, tmp_path))
     last = Path("lightning_logs/version_0/checkpoints/last.ckpt")
     last.write_bytes(last.read_bytes()[:5000])
-    message = main_error(monkeypatch, "test", "--config", CONFIG, "--data.data_dir", str(synthetic_data_dir),
-                         "--ckpt_path", "last")  # fmt: skip
+    message = main_error(
+        monkeypatch, "test", "--config", CONFIG, "--data.data_dir", str(synthetic_data_dir), "--ckpt_path", "last"
+    )
     assert message.startswith(f"error: cannot read {last} (") and len(message) < 400
     assert message.endswith(
         "it is truncated or not a checkpoint; other checkpoints: lightning_logs/version_0/checkpoints/best.ckpt"
@@ -203,8 +237,9 @@ def test_weights_without_lightnings_record_are_refused_by_name(small_run, synthe
     plain = tmp_path / "weights.ckpt"
     state = torch.load(small_run / "lightning_logs/version_0/checkpoints/last.ckpt", weights_only=True)["state_dict"]
     torch.save({"state_dict": state}, plain)
-    message = main_error(monkeypatch, "test", "--config", CONFIG, "--data.data_dir", str(synthetic_data_dir),
-                         "--ckpt_path", str(plain))  # fmt: skip
+    message = main_error(
+        monkeypatch, "test", "--config", CONFIG, "--data.data_dir", str(synthetic_data_dir), "--ckpt_path", str(plain)
+    )
     assert f"{plain} holds weights but not Lightning's record of the run" in message
 
 
@@ -213,8 +248,16 @@ def test_weights_of_another_shape_say_which_the_model_expects(small_run, synthet
     checkpoint = torch.load(small_run / "lightning_logs/version_0/checkpoints/last.ckpt", weights_only=True)
     del checkpoint["hyper_parameters"]  # nothing tells the command line that its hidden layer had 32 units
     torch.save(checkpoint, stripped := tmp_path / "stripped.ckpt")
-    message = main_error(monkeypatch, "test", "--config", CONFIG, "--data.data_dir", str(synthetic_data_dir),
-                         "--ckpt_path", str(stripped))  # fmt: skip
+    message = main_error(
+        monkeypatch,
+        "test",
+        "--config",
+        CONFIG,
+        "--data.data_dir",
+        str(synthetic_data_dir),
+        "--ckpt_path",
+        str(stripped),
+    )
     assert f"{stripped} does not fit this model: net.layers.1.bias is (32,), the model expects (128,);" in message
 
 

@@ -121,9 +121,17 @@ def test_a_real_mnist_digit_gets_the_answer_predict_gives_its_file(
 
     monkeypatch.chdir(tmp_path)
     rows = tmp_path / "rows.jsonl"
-    run_main(monkeypatch, "predict", "--ckpt_path", str(trained_checkpoint), "--data.predict_files", str(picture),
-             "--trainer.callbacks+=mnist_ann.predictions.PredictionWriter", f"--trainer.callbacks.output={rows}",
-             "--trainer.callbacks.console=false")  # fmt: skip
+    run_main(
+        monkeypatch,
+        "predict",
+        "--ckpt_path",
+        str(trained_checkpoint),
+        "--data.predict_files",
+        str(picture),
+        "--trainer.callbacks+=mnist_ann.predictions.PredictionWriter",
+        f"--trainer.callbacks.output={rows}",
+        "--trainer.callbacks.console=false",
+    )
     [row] = [json.loads(line) for line in rows.read_text().splitlines()]
     assert served["class"] == row["class"] and served["name"] == row["name"]
     np.testing.assert_allclose(served["probabilities"], [row[f"p{k}"] for k in range(10)], atol=1e-5, rtol=0)
@@ -276,9 +284,17 @@ def browser():
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1280,1000"):  # fmt: skip
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,1000",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     try:
