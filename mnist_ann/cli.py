@@ -52,6 +52,7 @@ from mnist_ann.errors import (
 from mnist_ann.model import MNISTClassifier
 from mnist_ann.predictions import PredictionWriter
 
+RECIPE = Path(__file__).parent / "configs" / "default.yaml"
 DESCRIPTION = "The classic three-layer neural network for MNIST digits: train, test and use it."
 # Lightning's notes on restoring the training callbacks' state from a checkpoint: they matter when
 # `fit` resumes, and say nothing to a command that only evaluates or predicts.
@@ -72,6 +73,7 @@ class MNISTCLI(LightningCLI):
         search: bool = False,
         callbacks: Sequence[Callback] = (),
         exit_on_error: bool = True,
+        run: bool = True,
         **kwargs,
     ) -> None:
         """`search`: the parser takes tune's `tune:` section; `callbacks`: added to the configs' (tune's
@@ -79,6 +81,15 @@ class MNISTCLI(LightningCLI):
         # The command as given (the resume hint repeats it); a whole config (a tune trial) has none.
         self.command_line = [] if isinstance(args, dict) else list(sys.argv[1:] if args is None else args)
         self.search = search
+        parser_settings = {
+            "prog": "mnist-ann",
+            "description": DESCRIPTION,
+            # No abbreviations: `--trainer.max_epoch 3` is a typo to refuse, not `max_epochs` to guess.
+            "allow_abbrev": False,
+            "exit_on_error": exit_on_error,
+            # The recipe without --config, also for a user who installed the wheel and has no configs/ folder.
+            "default_config_files": [str(RECIPE)],
+        }
         super().__init__(
             MNISTClassifier,
             MNISTDataModule,
@@ -90,13 +101,16 @@ class MNISTCLI(LightningCLI):
                 "callbacks": list(callbacks),
             },
             parser_class=ArgumentParser,
-            # No abbreviations: `--trainer.max_epoch 3` is a typo to refuse, not `max_epochs` to guess.
+            # The recipe is each subcommand's default (a CLI without subcommands, run=False, has one parser).
             parser_kwargs={
-                "prog": "mnist-ann",
-                "description": DESCRIPTION,
-                "allow_abbrev": False,
-                "exit_on_error": exit_on_error,
+                **{
+                    key: value
+                    for key, value in parser_settings.items()
+                    if run is False or key != "default_config_files"
+                },
+                **{command: parser_settings for command in self.subcommands()},
             },
+            run=run,
             args=args,
             seed_everything_default=42,  # the recipe's, also without a config: runs repeat exactly
             **kwargs,

@@ -8,7 +8,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from mnist_ann.model import MNISTClassifier
-from tests.conftest import CONFIG, main_error, run_cli, run_main, table_values, unexpected_warnings
+from tests.helpers.commands import CONFIG, main_error, run_cli, run_main, table_values, unexpected_warnings
 
 
 @pytest.fixture(scope="module")

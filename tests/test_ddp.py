@@ -1,12 +1,10 @@
 """Multi-process training and evaluation on CPU with Lightning's DDP (gloo), as real subprocesses."""
 
-import lightning as L
 import pytest
 
-from mnist_ann.data import MNISTDataModule
-from mnist_ann.model import MNISTClassifier
-from tests.conftest import CONFIG, REPO, free_port, run_cli, table_values, unexpected_warnings
-from tests.idx import write_mnist
+from tests.helpers.accuracy import single_process_test_accuracy
+from tests.helpers.commands import CONFIG, REPO, free_port, run_cli, table_values, unexpected_warnings
+from tests.helpers.synthetic import write_mnist
 
 DDP_CONFIG = str(REPO / "configs" / "ddp.yaml")
 
@@ -18,13 +16,6 @@ def run_ddp(args: list[str], cwd) -> str:
     output = result.stdout + result.stderr
     assert unexpected_warnings(output) == []
     return output
-
-
-def single_process_test_accuracy(checkpoint, data_dir) -> float:
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
-    model = MNISTClassifier.load_from_checkpoint(checkpoint, weights_only=True)
-    [metrics] = trainer.test(model, MNISTDataModule(data_dir, val_size=200), verbose=False)
-    return metrics["test/acc"]
 
 
 @pytest.mark.slow

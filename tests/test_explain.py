@@ -10,7 +10,7 @@ from mnist_ann.explain import BLACK, attributions, class_attributions, weight_ti
 from mnist_ann.idx import load_split
 from mnist_ann.model import MNISTClassifier
 from mnist_ann.network import MLP
-from tests.conftest import CONFIG, run_main
+from tests.helpers.commands import CONFIG, run_main
 
 
 def test_the_weight_picture_has_one_tile_per_first_layer_unit_coloured_by_sign():

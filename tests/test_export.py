@@ -12,7 +12,7 @@ from mnist_ann.data import normalize
 from mnist_ann.export import export
 from mnist_ann.idx import load_split
 from mnist_ann.model import MNISTClassifier
-from tests.conftest import main_error, run_main
+from tests.helpers.commands import main_error, run_main
 
 
 def test_exported_onnx_and_pt2_give_the_checkpoints_logits(trained_checkpoint, synthetic_data_dir, tmp_path):

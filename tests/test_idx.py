@@ -10,8 +10,8 @@ from torchvision.datasets import MNIST
 
 from mnist_ann.errors import DataError, MNISTNotFoundError
 from mnist_ann.idx import MNIST_FILES, ChecksumWarning, ensure_files, load_split, raw_folder
-from tests.conftest import CONFIG, main_error
-from tests.idx import write_idx, write_mnist
+from tests.helpers.commands import CONFIG, main_error
+from tests.helpers.synthetic import write_idx, write_mnist
 
 
 @pytest.fixture

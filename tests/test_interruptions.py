@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import CONFIG, main_error, run_cli
+from tests.helpers.commands import CONFIG, main_error, run_cli
 
 EPOCHS, STEPS_PER_EPOCH = 3, 16  # 1,000 synthetic training images in batches of 64
 STOP_AT = 23  # in the middle of the second epoch, three steps after a 5-step checkpoint
@@ -64,7 +64,7 @@ def assert_same_run(resumed: dict, whole: dict) -> None:
 @pytest.mark.slow
 def test_a_run_killed_mid_epoch_resumes_from_its_step_checkpoint_exactly(synthetic_data_dir, tmp_path, uninterrupted):
     args = [*fit_args(synthetic_data_dir), *STEP_CHECKPOINTS]
-    kill = ["--trainer.callbacks+=tests.crash.SendSignal", f"--trainer.callbacks.at_step={STOP_AT}"]
+    kill = ["--trainer.callbacks+=tests.helpers.crash.SendSignal", f"--trainer.callbacks.at_step={STOP_AT}"]
     killed = run_cli(*args, *kill, cwd=tmp_path, check=False)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert final_state(tmp_path, 0)["global_step"] == 20  # the last 5-step mark before the kill
@@ -80,7 +80,7 @@ def test_a_run_stopped_by_a_signal_saves_its_step_and_resumes_exactly(
     synthetic_data_dir, tmp_path, uninterrupted, signal_name, status
 ):
     stop = [
-        "--trainer.callbacks+=tests.crash.SendSignal",
+        "--trainer.callbacks+=tests.helpers.crash.SendSignal",
         f"--trainer.callbacks.at_step={STOP_AT}",
         f"--trainer.callbacks.signal_name={signal_name}",
     ]
@@ -98,7 +98,7 @@ def test_a_run_stopped_by_a_signal_saves_its_step_and_resumes_exactly(
         *[
             arg
             for arg in command
-            if "tests.crash" not in arg and "callbacks.at_step" not in arg and "signal_name" not in arg
+            if "tests.helpers.crash" not in arg and "callbacks.at_step" not in arg and "signal_name" not in arg
         ],
         cwd=tmp_path,
     )
@@ -128,7 +128,7 @@ def small_disk(folder, size: str = "8m"):
 def test_a_full_disk_stops_with_one_message_and_keeps_the_last_checkpoint(synthetic_data_dir, tmp_path, limit, reason):
     with small_disk(tmp_path / "disk") if limit == "FillDisk" else contextlib.nullcontext(tmp_path) as disk:
         args = [*fit_args(synthetic_data_dir), "--trainer.logger.init_args.save_dir", str(disk)]
-        result = run_cli(*args, f"--trainer.callbacks+=tests.crash.{limit}", cwd=tmp_path, check=False)
+        result = run_cli(*args, f"--trainer.callbacks+=tests.helpers.crash.{limit}", cwd=tmp_path, check=False)
         assert result.returncode == 1
         assert "Traceback" not in result.stderr and "you tried to log" not in result.stderr
         [message] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -146,7 +146,7 @@ def test_best_after_a_run_stopped_in_its_first_epoch_is_not_an_older_runs(synthe
     one_epoch = [*fit_args(synthetic_data_dir), "--trainer.max_epochs", "1"]
     run_cli(*one_epoch, cwd=tmp_path)  # version_0: best.ckpt and last.ckpt
     stop = [
-        "--trainer.callbacks+=tests.crash.SendSignal",
+        "--trainer.callbacks+=tests.helpers.crash.SendSignal",
         "--trainer.callbacks.at_step=3",
         "--trainer.callbacks.signal_name=SIGTERM",
     ]

@@ -10,12 +10,12 @@ import urllib.request
 import lightning as L
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboard.plugins.hparams import plugin_data_pb2
 
 from mnist_ann.data import MNISTDataModule
 from mnist_ann.model import MNISTClassifier
 from mnist_ann.monitoring import TensorBoardMonitor
-from tests.conftest import CONFIG, free_port, run_main
+from tests.helpers.commands import CONFIG, free_port, run_main
+from tests.helpers.tensorboard import events, session_hparams
 
 EPOCHS, STEPS_PER_EPOCH, LOG_EVERY = 2, 16, 5  # 1,000 synthetic training images in batches of 64
 
@@ -33,10 +33,6 @@ def runs(synthetic_data_dir, tmp_path_factory):
         run_main(monkeypatch, "test", *common, "--ckpt_path", "best")
         run_main(monkeypatch, "test", *common)  # untrained: plenty of misclassified digits to show
     return root / "lightning_logs"
-
-
-def events(run_dir) -> EventAccumulator:
-    return EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0, "histograms": 0}).Reload()
 
 
 def scalar_counts(accumulator: EventAccumulator) -> dict[str, int]:
@@ -72,17 +68,6 @@ def test_test_logs_overall_and_per_digit_accuracy_and_its_images(runs):
     for tag in ("test/confusion_matrix", "test/misclassified"):
         assert len(accumulator.Images(tag)) == 1
         assert accumulator.Images(tag)[0].encoded_image_string.startswith(b"\x89PNG")
-
-
-def session_hparams(run_dir) -> dict:
-    """The hyperparameters of the HParams session a run folder starts, as TensorBoard reads them."""
-    content = events(run_dir).PluginTagToContent("hparams")
-    assert "_hparams_/experiment" not in content  # no fixed column list: every run's scalars are columns
-    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
-    return {
-        name: value.WhichOneof("kind") and getattr(value, value.WhichOneof("kind"))
-        for name, value in start.session_start_info.hparams.items()
-    }
 
 
 def test_each_run_has_one_hparams_row_of_what_distinguishes_it(runs):

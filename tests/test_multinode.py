@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, finish, free_port, start_cli, table_values, unexpected_warnings
-from tests.idx import write_mnist
-from tests.test_ddp import single_process_test_accuracy
+from tests.helpers.accuracy import single_process_test_accuracy
+from tests.helpers.commands import REPO, finish, free_port, start_cli, table_values, unexpected_warnings
+from tests.helpers.synthetic import write_mnist
 
 NODES = 2
 

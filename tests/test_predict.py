@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 from mnist_ann.data import MNISTDataModule, normalize
 from mnist_ann.idx import load_split
 from mnist_ann.model import MNISTClassifier
-from tests.conftest import CONFIG, main_error, run_cli, run_main
+from tests.helpers.commands import CONFIG, main_error, run_cli, run_main
 
 
 def predict_rows(monkeypatch, workdir, output, *args: str) -> list[dict]:

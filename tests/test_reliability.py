@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from mnist_ann.data import MNISTDataModule
 from mnist_ann.errors import TrainingDivergedError
 from mnist_ann.model import MNISTClassifier
-from tests.conftest import CONFIG, REPO, main_error, run_main
+from tests.helpers.commands import CONFIG, REPO, main_error, run_main
 
 # Bad configuration: refused before any training, with one message naming the option.
 

@@ -27,7 +27,7 @@ from PIL import Image
 from mnist_ann.data import MNISTDataModule
 from mnist_ann.idx import load_split
 from mnist_ann.model import MNISTClassifier
-from tests.conftest import finish, free_port, run_main, start_cli, unexpected_warnings
+from tests.helpers.commands import finish, free_port, run_main, start_cli, unexpected_warnings
 
 
 def start_server(checkpoint, *args: str, timeout: float = 120):
@@ -306,7 +306,7 @@ def browser():
 @pytest.fixture(scope="module")
 def recipe_checkpoint(tmp_path_factory) -> Path:
     """The recipe trained 2 epochs on the real MNIST (about 95% test accuracy): it must read drawn digits."""
-    from tests.conftest import REAL_DATA_DIR
+    from tests.helpers.commands import REAL_DATA_DIR
 
     if not (REAL_DATA_DIR / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
         pytest.skip(f"real MNIST not found in {REAL_DATA_DIR}/MNIST/raw (the page test reads drawn digits)")

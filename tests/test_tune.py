@@ -14,7 +14,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from tests.conftest import CONFIG, REPO, finish, main_error, run_cli, run_main, start_cli
+from tests.helpers.commands import CONFIG, REPO, finish, main_error, run_cli, run_main, start_cli
 
 TUNE_CONFIG = str(REPO / "configs" / "tune.yaml")
 
@@ -68,7 +68,7 @@ def test_a_study_runs_its_trials_and_writes_a_best_config_that_fit_runs(syntheti
 
 
 def test_each_trial_is_a_tensorboard_run_with_its_values_in_the_hparams_row(synthetic_data_dir, tmp_path, monkeypatch):
-    from tests.test_monitoring import session_hparams
+    from tests.helpers.tensorboard import session_hparams
 
     monkeypatch.chdir(tmp_path)
     run_main(

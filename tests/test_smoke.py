@@ -1,0 +1,93 @@
+"""Every command once, as a user types it, on tiny synthetic data: `pytest -m smoke` says in seconds that nothing
+is broken end to end (the other test files say how well each part works)."""
+
+import base64
+import contextlib
+import json
+import signal
+import time
+import urllib.request
+from io import BytesIO
+
+import pytest
+import yaml
+from PIL import Image
+
+from tests.helpers.commands import finish, free_port, run_main, start_cli
+from tests.helpers.synthetic import write_mnist
+
+pytestmark = pytest.mark.smoke
+
+
+def tiny(folder) -> list[str]:
+    return ["--data.data_dir", str(folder / "data"), "--data.val_size", "100", "--trainer.log_every_n_steps", "2"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """A working folder with tiny data (300 training, 100 test images) and a run fitted with no --config."""
+    folder = tmp_path_factory.mktemp("smoke")
+    write_mnist(folder / "data", train_size=300, test_size=100)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.chdir(folder)
+        run_main(monkeypatch, "fit", *tiny(folder), "--trainer.max_epochs", "1")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(folder):
+    """`serve` of the run, started before the other commands run, so that its start-up overlaps them."""
+    port = free_port()
+    process = start_cli("serve", "--ckpt_path", "best", "--port", str(port), cwd=folder)
+    yield process, f"http://127.0.0.1:{port}"
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    finish(process, timeout=60)
+
+
+def test_fit_with_no_config_trains_the_recipe(folder, server):
+    saved = yaml.safe_load((folder / "lightning_logs" / "version_0" / "config.yaml").read_text())
+    assert saved["model"]["hidden_sizes"] == [128, 64] and saved["model"]["optimizer"]["init_args"]["lr"] == 0.01
+    assert (folder / "lightning_logs" / "version_0" / "checkpoints" / "best.ckpt").is_file()
+
+
+@pytest.mark.parametrize(("command", "prints"), [("validate", "val/acc"), ("test", "test/acc"), ("predict", "file")])
+def test_evaluating_commands_run_on_the_best_checkpoint(folder, monkeypatch, capsys, command, prints):
+    monkeypatch.chdir(folder)
+    run_main(monkeypatch, command, *tiny(folder), "--ckpt_path", "best")
+    assert prints in capsys.readouterr().out
+
+
+def test_export_writes_the_model(folder, monkeypatch):
+    monkeypatch.chdir(folder)
+    run_main(monkeypatch, "export", "--ckpt_path", "best", "--output_dir", "export", "--onnx", "false")
+    assert (folder / "export" / "model.pt2").is_file()
+
+
+def test_tune_runs_a_one_trial_study(folder, monkeypatch):
+    monkeypatch.chdir(folder)
+    space = {"tune": {"n_trials": 1, "epochs": 1, "space": {"model.hidden_sizes": {"choices": [[16]]}}}}
+    (folder / "search.yaml").write_text(yaml.safe_dump(space))
+    run_main(monkeypatch, "tune", "--config", "search.yaml", *tiny(folder))
+    assert (folder / "tune" / "tune" / "best.yaml").is_file()
+
+
+def test_serve_answers_a_picture_and_stops_on_sigterm(server):
+    picture = Image.new("L", (28, 28))  # a white bar on black: a 1
+    picture.paste(255, (12, 4, 16, 24))
+    png = BytesIO()
+    picture.save(png, format="PNG")
+    body = json.dumps({"image": base64.b64encode(png.getvalue()).decode()}).encode()
+    process, base = server
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            with contextlib.suppress(OSError), urllib.request.urlopen(f"{base}/health", timeout=5):
+                break
+            time.sleep(0.2)
+        request = urllib.request.Request(f"{base}/predict", data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert set(json.loads(response.read())) >= {"class", "name", "probabilities"}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert finish(process, timeout=60).returncode == 0
