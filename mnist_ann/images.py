@@ -8,7 +8,6 @@ through it unchanged in substance.
 """
 
 import logging
-import warnings
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,7 +21,10 @@ from mnist_ann.errors import DataError
 log = logging.getLogger(__name__)
 
 BOX, FRAME = 20, 28
-MAX_PIXELS = 50_000_000  # larger is refused before decoding: a decompression bomb, or no digit anyone drew
+# Larger is refused from its header, before decoding: a decompression bomb, or no digit anyone drew (a
+# 12-megapixel phone photo is 4000x3000). Decoding is what a picture costs the service's worker.
+MAX_PIXELS = 4096 * 4096
+DRAFT_SIZE = (1024, 1024)  # JPEGs larger than this decode at a reduced scale: plenty for a digit
 BLANK_CONTRAST = 0.1  # ink must differ from the background by a tenth of the grey scale at least
 INK_THRESHOLD = 0.25  # of the strongest ink: fainter pixels are noise when finding the digit's box
 
@@ -58,16 +60,12 @@ def load_image(source: Path | BinaryIO, name: str | None = None) -> Image.Image:
     if (source.stat().st_size if isinstance(source, Path) else len(source.getbuffer())) == 0:
         raise EmptyImage(f"{name}: empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(source)
-            if image.width * image.height > MAX_PIXELS:
-                raise OversizedImage(
-                    f"{name}: {image.width}x{image.height} pixels, more than the {MAX_PIXELS:,} accepted"
-                )
-            image.load()
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
-        raise OversizedImage(f"{name}: refused as a decompression bomb ({error})") from None
+        image = open_header(source)
+        if image.width * image.height > MAX_PIXELS:
+            raise OversizedImage(f"{name}: {image.width}x{image.height} pixels, more than the {MAX_PIXELS:,} accepted")
+        if image.width > DRAFT_SIZE[0] and image.height > DRAFT_SIZE[1]:
+            image.draft("RGB", DRAFT_SIZE)  # (JPEG only; other formats ignore it)
+        image.load()
     except UnidentifiedImageError:
         raise UnreadableImage(f"{name}: not an image Pillow can read") from None
     except OSError as error:  # truncated or corrupt data
@@ -75,6 +73,16 @@ def load_image(source: Path | BinaryIO, name: str | None = None) -> Image.Image:
     if getattr(image, "n_frames", 1) > 1:
         log.warning(f"{name}: animated ({image.n_frames} frames); only its first frame is used")
     return ImageOps.exif_transpose(image)
+
+
+def open_header(source: Path | BinaryIO) -> Image.Image:
+    """Image.open, which reads the header only. Pillow's own decompression-bomb check, far above MAX_PIXELS,
+    is left out for this call, so that a huge picture is refused by `load_image` with its size."""
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        return Image.open(source)
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def to_grey(image: Image.Image) -> Tensor:

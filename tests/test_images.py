@@ -6,19 +6,12 @@ import torch
 from PIL import Image
 
 from mnist_ann.images import ImageError, find_images, load_image, prepare
+from tests.helpers.synthetic import bar_picture
 
 
 def centre_of_mass(digit: torch.Tensor) -> tuple[float, float]:
     grid, mass = torch.arange(28.0), digit.float().sum()
     return ((digit.float().sum(1) @ grid) / mass).item(), ((digit.float().sum(0) @ grid) / mass).item()
-
-
-def bar_picture(size=(300, 200), box=(40, 30, 100, 150), ink=0, paper=255, mode="L") -> Image.Image:
-    """A dark bar (a '1', more or less) drawn off-centre on light paper."""
-    pixels = np.full(size[::-1], paper, dtype=np.uint8)
-    left, top, right, bottom = box
-    pixels[top:bottom, left:right] = ink
-    return Image.fromarray(pixels).convert(mode)
 
 
 def test_dark_ink_on_light_paper_becomes_a_bright_centred_mnist_digit():
@@ -71,7 +64,8 @@ def test_truncated_image(tmp_path):
 
 @pytest.mark.parametrize(
     ("side", "message"),
-    [(8_000, "8000x8000 pixels, more than the 50,000,000 accepted"), (12_000, "refused as a decompression bomb")],
+    # 20,000: past Pillow's own decompression-bomb limit, which would otherwise answer in its own words
+    [(side, f"{side}x{side} pixels, more than the 16,777,216 accepted") for side in (8_000, 12_000, 20_000)],
 )
 def test_enormous_image_is_refused_before_decoding(tmp_path, side, message):
     path = tmp_path / "bomb.png"

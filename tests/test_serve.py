@@ -5,6 +5,7 @@ Servers are several processes each: their tests are `slow`.
 """
 
 import base64
+import contextlib
 import itertools
 import json
 import math
@@ -52,10 +53,11 @@ def start_server(checkpoint, *args: str, timeout: float = 120):
 
 
 def stop_server(process) -> None:
-    """SIGTERM, as a service manager stops it; then anything of its group still there is killed."""
+    """SIGTERM, as a service manager stops it; then anything of its group still there is killed. What it
+    printed on stderr is kept as `process.stderr_text`."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
-    finish(process, timeout=60)
+    process.stderr_text = finish(process, timeout=60).stderr
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +177,26 @@ BAD_REQUESTS = [
         "too many pixels",
         lambda d: (as_json(png(np.zeros((8000, 8000), np.uint8))), "application/json"),
         413,
-        "8000x8000 pixels, more than the 50,000,000 accepted",
+        "8000x8000 pixels, more than the 16,777,216 accepted",
+    ),
+    (
+        "JSON nested 100,000 deep",
+        lambda d: (b"[" * 100_000 + b"]" * 100_000, "application/json"),
+        400,
+        "malformed JSON",
+    ),
+    (
+        "an integer of 5,000 digits",
+        lambda d: (b'{"image": "", "n": ' + b"9" * 5000 + b"}", "application/json"),
+        400,
+        "malformed JSON",
+    ),
+    ("NaN", lambda d: (b'{"image": "", "explain": NaN}', "application/json"), 400, "malformed JSON: NaN is not JSON"),
+    (
+        '"explain" as a string',
+        lambda d: (json.dumps({"image": "", "explain": "false"}).encode(), "application/json"),
+        422,
+        '"explain" must be true or false, not "false"',
     ),
     (
         "a body over 10 MB",
@@ -433,5 +454,242 @@ def test_class_names_from_a_checkpoint_are_shown_as_text_and_never_run(hostile_c
         time.sleep(0.5)  # (an onerror handler would have run by now)
         assert browser.title == title
         assert not [entry for entry in browser.get_log("browser") if "Content Security Policy" in entry["message"]]
+    finally:
+        stop_server(process)
+
+
+def request(url: str, method: str = "GET", body: bytes | None = None, headers: dict | None = None):
+    """(status, headers, body) of any request, 4xx and 5xx included."""
+    call = urllib.request.Request(url, data=body, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(call, timeout=30) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("content_type", [None, "application/x-www-form-urlencoded", "text/plain"])
+def test_a_json_body_is_answered_whatever_its_content_type_says(server, digits, content_type):
+    """What curl -d sends without -H: 30 at once, batched with good ones, are all answered."""
+    headers = {"Content-Type": content_type} if content_type else {}
+    bodies = [(as_json(digits[i % 20]), headers if i % 2 else {"Content-Type": "application/json"}) for i in range(30)]
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda b: request(f"{server}/predict", "POST", *b), bodies))
+    assert [status for status, _, _ in answers] == [200] * 30
+
+
+@pytest.mark.slow
+def test_base64_as_people_send_it_is_taken(server, digits):
+    expected = post(f"{server}/predict", as_json(digits[3]))[1]
+    encoded = base64.b64encode(digits[3]).decode()
+    for image in (
+        f"data:image/png;base64,{encoded}",
+        "\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76)),
+    ):
+        status, answer = post(f"{server}/predict", json.dumps({"image": image}).encode())
+        assert (status, answer) == (200, expected)
+
+
+@pytest.mark.slow
+def test_the_frameworks_own_refusals_have_the_services_error_shape(server):
+    for method, path, status in (
+        ("GET", "/predict", 405),
+        ("PUT", "/", 405),
+        ("GET", "/nothing", 404),
+        ("GET", "/docs", 404),
+    ):
+        answer_status, _, body = request(f"{server}{path}", method)
+        assert answer_status == status and list(json.loads(body)) == ["error"], (method, path, body)
+    status, headers, body = request(f"{server}/", "HEAD")  # what uptime checkers send
+    assert status == 200 and body == b"" and headers["Content-Type"].startswith("text/html")
+
+
+@pytest.mark.slow
+def test_the_api_schema_describes_predict_and_info_describes_the_model(server, trained_checkpoint):
+    schema = json.loads(get(f"{server}/openapi.json"))
+    assert "/" not in schema["paths"] and "/docs" not in schema["paths"]
+    predict = schema["paths"]["/predict"]["post"]
+    assert set(predict["requestBody"]["content"]) == {"application/json", "multipart/form-data"}
+    assert predict["responses"]["4XX"]["content"]["application/json"]["schema"]["required"] == ["error"]
+    model = json.loads(get(f"{server}/info"))["model"]
+    assert model["checkpoint"] == str(trained_checkpoint) and model["task"] == "multiclass"
+    assert model["class_names"] == [str(digit) for digit in range(10)] and model["hidden_sizes"] == [128, 64]
+
+
+@pytest.mark.slow
+def test_each_request_is_logged_counted_and_names_its_model(trained_checkpoint, digits):
+    process, base = start_server(trained_checkpoint)
+    try:
+        status, headers, _ = request(
+            f"{base}/predict", "POST", as_json(digits[0]), {"Content-Type": "application/json"}
+        )
+        assert status == 200 and headers["X-Model"] == str(trained_checkpoint)
+        assert request(f"{base}/predict", "POST", b"{", {"Content-Type": "application/json"})[0] == 400
+        metrics = get(f"{base}/metrics").decode()
+        assert 'mnist_ann_requests_total{method="POST",path="/predict",status="200"} 1.0' in metrics
+        assert 'mnist_ann_requests_total{method="POST",path="/predict",status="400"} 1.0' in metrics
+        assert "mnist_ann_request_seconds_bucket" in metrics
+    finally:
+        stop_server(process)
+    lines = [line for line in process.stderr_text.splitlines() if '"POST /predict"' in line]
+    assert [line.split('"')[2].split()[0] for line in lines] == ["200", "400"]  # status; then the milliseconds
+    assert re.fullmatch(r'127\.0\.0\.1 "POST /predict" 200 \d+\.\d ms', lines[0])
+
+    quiet, base = start_server(trained_checkpoint, "--access_log", "false")
+    try:
+        assert post(f"{base}/predict", as_json(digits[0]))[0] == 200
+    finally:
+        stop_server(quiet)
+    assert '"POST /predict"' not in quiet.stderr_text
+
+
+@pytest.mark.slow
+def test_a_port_in_use_is_one_error_line_and_nothing_claims_to_serve(trained_checkpoint, server):
+    port = server.rsplit(":", 1)[1]
+    result = finish(
+        start_cli("serve", "--ckpt_path", str(trained_checkpoint), "--port", port, cwd=Path(trained_checkpoint).parent)
+    )
+    assert result.returncode == 1 and "serving" not in result.stdout
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: --port {port}: cannot listen on 127.0.0.1 (")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_random_requests_are_never_answered_5xx(server, digits):
+    """A small fuzz: bodies, content types and methods drawn at random, each followed by a good request."""
+    chance = np.random.default_rng(0)
+    good = as_json(digits[5])
+    pieces = [
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b'"image"',
+        b":",
+        b",",
+        b'"',
+        b"null",
+        b"true",
+        b"1e999",
+        b"\x00",
+        b"\xff",
+        good[:40],
+    ]
+    types = [
+        "application/json",
+        "multipart/form-data; boundary=x",
+        "text/plain",
+        "",
+        "image/png",
+        "application/x-www-form-urlencoded",
+    ]
+    deadline = time.monotonic() + 90
+    for attempt in range(300):
+        if time.monotonic() > deadline:
+            break
+        body = b"".join(chance.choice(pieces) for _ in range(chance.integers(0, 12)))
+        if attempt % 3 == 0:
+            body = bytes(chance.integers(0, 256, chance.integers(1, 300), dtype=np.uint8))
+        method = str(chance.choice(["POST", "POST", "POST", "GET", "PUT", "DELETE", "PATCH"]))
+        headers = {"Content-Type": str(chance.choice(types))}
+        status, _, answer = request(f"{server}/predict", method, body if method != "GET" else None, headers)
+        assert status < 500, (method, headers, body, answer)
+        assert request(f"{server}/predict", "POST", good, {"Content-Type": "application/json"})[0] == 200
+
+
+@pytest.mark.slow
+def test_thirty_enormous_pictures_at_once_neither_fail_nor_stall_small_requests(server, digits):
+    pixels = np.zeros((7000, 7000), np.uint8)
+    pixels[1000:6000, 3000:3600] = 255  # a 1, of a size no drawing has
+    big = as_json(png(pixels))
+    assert 30_000 < len(big) < 300_000  # a PNG of tens of kilobytes, as the pictures that stalled the service
+    stop, small = time.monotonic() + 1e9, []
+
+    def small_requests() -> None:  # a drawing every 50 ms while the big ones arrive
+        while time.monotonic() < stop:
+            started = time.monotonic()
+            small.append((post(f"{server}/predict", as_json(digits[2]))[0], time.monotonic() - started))
+            time.sleep(0.05)
+
+    with ThreadPoolExecutor(31) as pool:
+        watcher = pool.submit(small_requests)
+        started = time.monotonic()
+        answers = list(pool.map(lambda _: post(f"{server}/predict", big), range(30)))
+        elapsed = time.monotonic() - started
+        stop = time.monotonic() + 0.5
+        watcher.result()
+    slowest = max(seconds for _, seconds in small)
+    print(f"30 pictures of 7000x7000 answered in {elapsed:.2f} s; {len(small)} small requests, slowest {slowest:.3f} s")
+    assert all(status == 413 and "7000x7000 pixels, more than" in answer["error"] for status, answer in answers)
+    assert all(status == 200 for status, _ in small) and slowest < 1
+
+
+def load(base: str, body: bytes, until: list) -> int:
+    """Requests over one kept-alive connection, as a browser or `ab -k` sends them, until told to stop."""
+    import http.client
+
+    answered = 0
+    connection = http.client.HTTPConnection(base.removeprefix("http://"), timeout=10)
+    with contextlib.suppress(OSError, http.client.HTTPException):
+        while not until:
+            connection.request("POST", "/predict", body, {"Content-Type": "application/json"})
+            connection.getresponse().read()
+            answered += 1
+    return answered
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_a_server_under_load_stops_within_seconds_on_a_signal_to_its_group(trained_checkpoint, digits, signal_name):
+    """What systemd's default stop (SIGTERM to every process) and Ctrl-C in a terminal (SIGINT to all) do."""
+    process, base = start_server(trained_checkpoint)
+    group, until = os.getpgid(process.pid), []
+    with ThreadPoolExecutor(16) as pool:
+        clients = [pool.submit(load, base, as_json(digits[i]), until) for i in range(16)]
+        time.sleep(3)
+        stopping = time.monotonic()
+        os.killpg(group, signal.Signals[signal_name])
+        while time.monotonic() - stopping < 30:
+            process.poll()  # (reaped once it exits: a zombie still counts as a member of the group)
+            try:
+                os.killpg(group, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        stopped_after = time.monotonic() - stopping
+        until.append(True)
+        answered = sum(client.result() for client in clients)
+    result = finish(process)
+    print(f"{answered} requests answered; every process gone {stopped_after:.1f} s after {signal_name}")
+    assert answered > 50 and stopped_after < 8
+    assert "Traceback" not in result.stderr and "Error" not in result.stderr, result.stderr[-3000:]
+
+
+def inference_workers(group: int) -> list[int]:
+    """The processes of a server's group that LitServe spawned as inference workers."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            ours = entry.name.isdigit() and os.getpgid(int(entry.name)) == group
+            if ours and b"spawn_main" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_reported_unhealthy_then_restarted(trained_checkpoint, digits):
+    process, base = start_server(trained_checkpoint)
+    try:
+        [worker] = inference_workers(os.getpgid(process.pid))
+        os.kill(worker, signal.SIGKILL)
+        health, deadline = [], time.monotonic() + 90
+        while time.monotonic() < deadline and not (health and health[-1] == "ok" and "not ok" in health):
+            status, _, body = request(f"{base}/health")
+            health.append("ok" if (status, body) == (200, b"ok") else "not ok")
+            time.sleep(0.1)
+        assert health[-1] == "ok" and "not ok" in health[:25]  # noticed within about 2.5 s, ready again later
+        assert post(f"{base}/predict", as_json(digits[0]))[0] == 200
+        assert inference_workers(os.getpgid(process.pid)) not in ([], [worker])  # a new worker answers
     finally:
         stop_server(process)

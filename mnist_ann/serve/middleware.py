@@ -5,12 +5,17 @@
   `{"error": ...}` and a 4xx status, and hands LitServe every other request as JSON, uploads included.
 - `SecurityHeaders`, on every answer: the page may run only its own scripts and styles, and talk only
   to this service, so that nothing a checkpoint or a request holds can run as script in a browser.
+- `ServiceLog`, on every request: one access-log line (method, path, status, milliseconds; never a
+  body), Prometheus metrics for GET /metrics, and the answering model's name as the `X-Model` header.
 """
 
 import base64
 import json
+import sys
+import time
 
 from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -61,21 +66,19 @@ class RequestGate:
             await self.app(scope, receive, send)
             return
         try:
-            body = await self._body(scope, receive)
-            upload = await self._checked(scope, body)
+            request = await self._checked(scope, await self._body(scope, receive))
         except RequestError as error:
             await JSONResponse({"error": error.message}, status_code=error.status)(scope, receive, send)
             return
-        if upload is not None:  # the file, base64 in JSON; a JSON body goes on as it came
-            body = json.dumps(upload).encode()
-            headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")]
-            headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-            scope = {**scope, "headers": headers}
+        # What LitServe gets is always this JSON, whatever the content type said (a form, or none at all).
+        body = json.dumps(request).encode()
+        headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")]
+        headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
 
         async def replay() -> dict:
             return {"type": "http.request", "body": body, "more_body": False}
 
-        await self.app(scope, replay, send)
+        await self.app({**scope, "headers": headers}, replay, send)
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
         """The whole body; over the limit, the rest is read and dropped first, so that the client, still
@@ -92,20 +95,24 @@ class RequestGate:
             raise RequestError(413, f"request body of {size:,} bytes, over the {self.max_bytes:,} accepted")
         return b"".join(chunks)
 
-    async def _checked(self, scope: Scope, body: bytes) -> dict | None:
-        """Refuse what no worker could use; a file upload, as the JSON a worker takes."""
+    async def _checked(self, scope: Scope, body: bytes) -> dict:
+        """Refuse what no worker could use; else the request as a worker takes it: `{"image": <base64>,
+        "explain": <bool>}`, from JSON whatever the content type, or from a file upload."""
         content_type = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
         if not body:
             raise RequestError(400, 'empty request: send JSON {"image": "<base64>"} or a file upload (field "file")')
         if content_type.startswith("multipart/form-data"):
             return await self._upload(scope, body)
         try:
-            request = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise RequestError(400, f"malformed JSON: {error}") from None
+            request = json.loads(body, parse_constant=not_json)
+        except (ValueError, RecursionError, UnicodeDecodeError) as error:  # syntax, NaN, nesting, huge integers
+            raise RequestError(400, f"malformed JSON: {' '.join(str(error).split())[:200]}") from None
         if not isinstance(request, dict) or not isinstance(request.get("image"), str):
             raise RequestError(422, 'the JSON must be an object with "image": a base64 string of a picture file')
-        return None
+        explain = request.get("explain", False)
+        if not isinstance(explain, bool):
+            raise RequestError(422, f'"explain" must be true or false, not {json.dumps(explain)[:40]}')
+        return {"image": bare_base64(request["image"]), "explain": explain}
 
     async def _upload(self, scope: Scope, body: bytes) -> dict:
         async def replay() -> dict:
@@ -123,7 +130,77 @@ class RequestGate:
         return {"image": base64.b64encode(data).decode(), "explain": explain}
 
 
+def not_json(constant: str):
+    raise ValueError(f"{constant} is not JSON")
+
+
+def bare_base64(text: str) -> str:
+    """The base64 of a picture as people send it: a data URL's prefix (`data:image/png;base64,`) and the line
+    breaks that `base64` prints without `-w0` taken away."""
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    return "".join(text.split())
+
+
 class RequestError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status, self.message = status, message
+
+
+# Paths the metrics name; any other path is counted as "other", so that no request can grow the label set.
+KNOWN_PATHS = ("/", "/predict", "/health", "/info", "/metrics", "/openapi.json")
+
+
+class ServiceMetrics:
+    """The service's Prometheus metrics, in a registry of their own (served at GET /metrics)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "mnist_ann_requests", "HTTP requests answered", ["method", "path", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "mnist_ann_request_seconds",
+            "time to answer an HTTP request",
+            ["path"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+
+
+class ServiceLog:
+    """ASGI middleware on every HTTP request: access log, metrics, and which model answered."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, model: str, access_log: bool = True) -> None:
+        self.app, self.metrics, self.access_log = app, metrics, access_log
+        self.model = model.encode("latin-1", "replace")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), 500  # (500 if the answer never started)
+
+        async def observed(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), (b"x-model", self.model)]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed)
+        finally:
+            seconds = time.perf_counter() - start
+            path = scope["path"] if scope["path"] in KNOWN_PATHS or scope["path"].startswith("/web/") else "other"
+            self.metrics.requests.labels(scope["method"], path, str(status)).inc()
+            self.metrics.latency.labels(path).observe(seconds)
+            if self.access_log:
+                client = (scope.get("client") or ("-",))[0]
+                shown = "".join(c if c.isprintable() else "?" for c in scope["path"])[:200]
+                print(
+                    f'{client} "{scope["method"]} {shown}" {status} {1000 * seconds:.1f} ms',
+                    file=sys.stderr,
+                    flush=True,
+                )

@@ -19,17 +19,14 @@ import base64
 import binascii
 import os
 import signal
-import sys
+import socket
 from dataclasses import dataclass
-from importlib.resources import files
 from io import BytesIO
-from pathlib import Path
 from typing import Literal
 
 import litserve as ls
 import torch
-from fastapi.responses import FileResponse, JSONResponse
-from fastapi.staticfiles import StaticFiles
+from fastapi.responses import JSONResponse
 from jsonargparse.typing import NonNegativeFloat, PositiveInt, restricted_number_type
 
 from mnist_ann.checkpoints import check_checkpoint, resolve_checkpoint
@@ -47,9 +44,11 @@ from mnist_ann.images import (
     prepare,
 )
 from mnist_ann.model import MNISTClassifier
-from mnist_ann.serve.middleware import MAX_BODY_BYTES, RequestGate, SecurityHeaders
+from mnist_ann.serve.app import complete
+from mnist_ann.serve.middleware import MAX_BODY_BYTES, RequestGate, SecurityHeaders, ServiceLog, ServiceMetrics
 
 Port = restricted_number_type("Port", int, [(">=", 1024), ("<=", 65535)])
+STOP_SECONDS = 2
 IMAGE_STATUS = {EmptyImage: 400, UnreadableImage: 415, DamagedImage: 422, OversizedImage: 413, BlankImage: 422}
 
 
@@ -81,6 +80,8 @@ class DigitAPI(ls.LitAPI):
         # the HTTP server for the cores: one client got 558-570 requests/s with one thread, 443-528 without
         # (benchmarks/serve.py; with 16 clients the difference was within the noise).
         torch.set_num_threads(1)
+        # Ctrl-C reaches every process of the terminal's group: the main process stops this one in order.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.model = MNISTClassifier.load_from_checkpoint(self.checkpoint, map_location=device, weights_only=True)
         self.model.eval()
         self.device = device
@@ -88,6 +89,8 @@ class DigitAPI(ls.LitAPI):
     # (No type annotations on decode_request's request nor on encode_response's result: LitServe makes
     # FastAPI's request and response models of them.)
     def decode_request(self, request):
+        if not (isinstance(request, dict) and isinstance(request.get("image"), str)):  # (the gate refuses these)
+            return Rejected(422, 'the JSON must be an object with "image": a base64 string of a picture file')
         try:
             data = base64.b64decode(request["image"], validate=True)
         except (binascii.Error, ValueError):
@@ -137,13 +140,6 @@ class DigitAPI(ls.LitAPI):
         return output
 
 
-WEB = Path(str(files("mnist_ann.serve") / "web"))
-
-
-def page() -> FileResponse:
-    return FileResponse(WEB / "index.html")
-
-
 def serve(
     ckpt_path: str = "best",
     host: Literal["127.0.0.1", "0.0.0.0", "::"] = "127.0.0.1",
@@ -152,6 +148,7 @@ def serve(
     max_batch_size: PositiveInt = 1,
     batch_timeout: NonNegativeFloat = 0.0,
     fast_queue: bool = True,
+    access_log: bool = True,
 ) -> None:
     """Serve a checkpoint over HTTP until Ctrl-C or SIGTERM.
 
@@ -164,24 +161,35 @@ def serve(
         max_batch_size: requests a worker answers with one forward pass, at most.
         batch_timeout: seconds a worker waits to fill a batch.
         fast_queue: pass requests to the workers over ZeroMQ rather than multiprocessing queues.
+        access_log: one line on stderr per request: client, method, path, status, milliseconds.
     """
     checkpoint = resolve_checkpoint(ckpt_path, {})
-    check_checkpoint(checkpoint)
+    saved = check_checkpoint(checkpoint, unsafe_option=None)  # (serve always loads weights only)
     # Built once here too, so that a checkpoint the model cannot take fails with its message, not in a worker.
-    MNISTClassifier.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
+    model = MNISTClassifier.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
+    check_port(host, port)
 
+    metrics = ServiceMetrics()
     api = DigitAPI(str(checkpoint), max_batch_size=max_batch_size, batch_timeout=batch_timeout)
     server = ls.LitServer(
         api,
         accelerator="auto",
         workers_per_device=workers,
         fast_queue=fast_queue,
-        middlewares=[SecurityHeaders, (RequestGate, {"max_bytes": MAX_BODY_BYTES})],
+        model_metadata=model_metadata(checkpoint, saved, model),
+        restart_workers=True,  # a worker that dies is started again; /health is not "ok" until it is ready
+        # Starlette runs the last one added first: the log sees every answer, the gate's refusals included.
+        middlewares=[
+            (RequestGate, {"max_bytes": MAX_BODY_BYTES}),
+            SecurityHeaders,
+            (ServiceLog, {"metrics": metrics, "model": str(checkpoint), "access_log": access_log}),
+        ],
     )
-    # LitServe answers GET / itself ("litserve running"): the page's route goes first, so that it wins.
-    server.app.add_api_route("/", page, methods=["GET"], include_in_schema=False)
-    server.app.router.routes.insert(0, server.app.router.routes.pop())
-    server.app.mount("/web", StaticFiles(directory=WEB), name="web")
+    complete(server.app, metrics)
+    # Open connections get this long to finish when the server stops (LitServe's default, 30 s, made a stop
+    # under load take that long); a prediction takes milliseconds.
+    server.uvicorn_graceful_timeout = STOP_SECONDS
+    server.monitor_internal = 0.5  # seconds between LitServe's checks that its workers live (2 by default)
 
     address = f"http://{'127.0.0.1' if host == '127.0.0.1' else host}:{port}"
     print(f"serving {checkpoint} with {workers} worker(s): the page {address}/, the API POST {address}/predict")
@@ -192,16 +200,46 @@ def serve(
         raise UserError(f"the server did not start: {error}") from None
 
 
+def check_port(host: str, port: int) -> None:
+    """Refuse a port another program listens on, before anything says it is served."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will: TIME_WAIT is no obstacle
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise UserError(f"--port {port}: cannot listen on {host} ({error.strerror}); choose another port") from None
+
+
+def model_metadata(checkpoint, saved: dict, model: MNISTClassifier) -> dict:
+    """What GET /info says of the model: its checkpoint, task, layers, class names and validation accuracy."""
+    scores = [
+        state["best_model_score"].item()
+        for key, state in saved.get("callbacks", {}).items()
+        if "'monitor': 'val/acc'" in key and state.get("best_model_score") is not None
+    ]
+    return {
+        "checkpoint": str(checkpoint),
+        "task": model.hparams.task,
+        "hidden_sizes": list(model.hparams.hidden_sizes),
+        "class_names": model.class_names,
+        "val_acc_best": max(scores) if scores else None,
+        "global_step": saved.get("global_step"),
+    }
+
+
 def stop_on_signals() -> None:
-    """SIGTERM and SIGINT stop the server as Ctrl-C does: LitServe then stops its workers and HTTP servers
-    in order (SIGINT too, since a process started in the background may have inherited it ignored).
-    The HTTP servers are forked from this process, and so inherit this handler: there it only exits."""
+    """SIGTERM and SIGINT stop the server as Ctrl-C does: LitServe then stops its HTTP servers and workers in
+    order (SIGINT too, since a process started in the background may have inherited it ignored).
+
+    LitServe's manager process is forked from this one and inherits the handler: there a signal is left to
+    this process, which stops it last, since a manager gone first (a signal to the whole process group, as
+    systemd and a terminal's Ctrl-C send) broke LitServe's worker monitor with a traceback. The HTTP servers
+    install uvicorn's own handlers."""
     main = os.getpid()
 
     def stop(signum, frame) -> None:
-        if os.getpid() != main:
-            sys.exit(0)
-        raise KeyboardInterrupt
+        if os.getpid() == main:
+            raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

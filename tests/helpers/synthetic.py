@@ -1,4 +1,4 @@
-"""Small synthetic MNIST look-alikes, written as real IDX files in torchvision's layout.
+"""Small synthetic MNIST look-alikes, written as real IDX files in torchvision's layout, and a picture of a digit.
 
 Each class is a fixed random 28x28 stroke pattern plus per-image noise, so a model can learn it in
 one short epoch while every byte still goes through the product's own loading code.
@@ -8,6 +8,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 IDX_UBYTE = 0x08
 
@@ -37,3 +38,11 @@ def write_mnist(data_dir: Path, train_size: int = 1200, test_size: int = 300, no
         write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
     return data_dir
+
+
+def bar_picture(size=(300, 200), box=(40, 30, 100, 150), ink=0, paper=255, mode="L") -> Image.Image:
+    """A dark bar (a '1', more or less) drawn off-centre on light paper."""
+    pixels = np.full(size[::-1], paper, dtype=np.uint8)
+    left, top, right, bottom = box
+    pixels[top:bottom, left:right] = ink
+    return Image.fromarray(pixels).convert(mode)
