@@ -32,6 +32,8 @@ DEPENDENCY_NOISE = [
     (FutureWarning, r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
     # The prediction writer names rows from the batches themselves, not from Lightning's batch indices.
     (UserWarning, "Couldn't infer the batch indices fetched from your dataloader"),
+    # Values every process holds alike are logged without a collective (mnist_ann.lean.log_same_everywhere).
+    (Warning, r"It is recommended to use `self.log\('(train/lr|val/acc_best|test/acc_digit_\d)'"),
 ]
 
 # Log lines of Lightning that advertise, or that the command's own last line says better: a run stopped

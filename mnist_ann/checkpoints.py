@@ -82,10 +82,13 @@ def logger_root(logger: dict, default_root_dir: Path) -> Path:
     return Path(init.get("save_dir") or default_root_dir) / (init.get("name") or "lightning_logs")
 
 
-def check_checkpoint(path: Path, weights_only: bool = True, others: list[Path] = ()) -> dict[str, Any]:
+def check_checkpoint(
+    path: Path, weights_only: bool = True, others: list[Path] = (), unsafe_option: str | None = "--weights_only false"
+) -> dict[str, Any]:
     """Load a checkpoint once, as Lightning will, to turn any failure into one clear message.
 
-    `others`: checkpoints the message can offer instead when this one cannot be read.
+    `others`: checkpoints the message can offer instead when this one cannot be read; `unsafe_option`: how
+    this command loads a trusted checkpoint that would run code (None: it cannot).
     """
     if not path.is_file():
         raise CheckpointError(f"--ckpt_path {path}: no such checkpoint file")
@@ -93,17 +96,16 @@ def check_checkpoint(path: Path, weights_only: bool = True, others: list[Path] =
         checkpoint = torch.load(path, map_location="cpu", weights_only=weights_only)
     except pickle.UnpicklingError as error:
         # torch names the callable the file asks for ("Unsupported global: GLOBAL posix.system ..."): show it.
-        found = re.search(r"GLOBAL (\S+)", str(error))
-        runs = f"it would call {found.group(1)} when loaded" if found else "it holds objects that would run code"
+        # Without one, the file is no pickle torch can read at all.
+        if not (found := re.search(r"GLOBAL (\S+)", str(error))):
+            raise unreadable(path, error, others) from None
+        trusted = f"; with one you do, pass {unsafe_option}" if unsafe_option else ""
         raise CheckpointError(
-            f"refusing to load {path}: {runs}. "
-            "Only load checkpoints from sources you trust; with one you do, pass --weights_only false"
+            f"refusing to load {path}: it would call {found.group(1)} when loaded. "
+            f"Only load checkpoints from sources you trust{trusted}"
         ) from None
-    except (RuntimeError, OSError, EOFError) as error:
-        reason = re.split(r"\.\s", str(error).strip().splitlines()[0])[0]  # torch's first sentence
-        usable = [str(other) for other in others if other.resolve() != path.resolve()][:3]
-        instead = f"; other checkpoints: {', '.join(usable)}" if usable else ""
-        raise CheckpointError(f"cannot read {path} ({reason}): it is truncated or not a checkpoint{instead}") from None
+    except Exception as error:  # torch's and the unpickler's many ways of meeting something else than a checkpoint
+        raise unreadable(path, error, others) from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path} is not a Lightning checkpoint (it holds no state_dict)")
     if "pytorch-lightning_version" not in checkpoint:
@@ -112,6 +114,13 @@ def check_checkpoint(path: Path, weights_only: bool = True, others: list[Path] =
             "it was not written by Trainer.save_checkpoint or a checkpoint callback"
         )
     return checkpoint
+
+
+def unreadable(path: Path, error: Exception, others: list[Path]) -> CheckpointError:
+    reason = re.split(r"\.\s", (str(error).strip() or type(error).__name__).splitlines()[0])[0]  # the first sentence
+    usable = [str(other) for other in others if other.resolve() != path.resolve()][:3]
+    instead = f"; other checkpoints: {', '.join(usable)}" if usable else ""
+    return CheckpointError(f"cannot read {path} ({reason}): it is truncated or not a checkpoint{instead}")
 
 
 def shape_differences(found: dict[str, Tensor], expected: dict[str, Tensor]) -> list[str]:
@@ -138,6 +147,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if "://" in str(path) and not str(path).startswith("file://"):  # s3://, gs://, ...: Lightning's fsspec IO
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

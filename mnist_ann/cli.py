@@ -15,6 +15,7 @@ import argparse
 import itertools
 import os
 import shlex
+import shutil
 import signal
 import sys
 import warnings
@@ -51,6 +52,7 @@ from mnist_ann.errors import (
 )
 from mnist_ann.model import MNISTClassifier
 from mnist_ann.predictions import PredictionWriter
+from mnist_ann.stopping import StopTogether
 
 RECIPE = Path(__file__).parent / "configs" / "default.yaml"
 DESCRIPTION = "The classic three-layer neural network for MNIST digits: train, test and use it."
@@ -188,7 +190,8 @@ class MNISTCLI(LightningCLI):
 
         SIGTERM (a scheduler's preemption, `timeout`, `kill`) is handled by Lightning: the step in
         progress completes, the checkpoint callback with `save_on_exception` saves it, and the run
-        stops. Ctrl-C (SIGINT) is routed the same way, so that it never stops a step halfway.
+        stops. Ctrl-C (SIGINT) is routed the same way, so that it never stops a step halfway. Several
+        processes stop at the same step (`mnist_ann.stopping`).
         """
         received = []
 
@@ -197,6 +200,8 @@ class MNISTCLI(LightningCLI):
             os.kill(os.getpid(), signal.SIGTERM)
 
         previous = signal.signal(signal.SIGINT, on_interrupt)
+        if self.trainer.num_nodes * self.trainer.num_devices > 1:
+            self.trainer.callbacks.append(StopTogether())
         try:
             self.trainer.fit(model, **kwargs)
         except SIGTERMException:
@@ -208,9 +213,21 @@ class MNISTCLI(LightningCLI):
         except Exception as error:
             if cause := full_disk_cause(error):
                 raise self._disk_full(cause) from None
+            self._forget_unstarted_run()
             raise
         finally:
             signal.signal(signal.SIGINT, previous)
+
+    def _forget_unstarted_run(self) -> None:
+        """A run refused before its first step (a setting the data cannot take) leaves no run folder: Lightning
+        made one, with an empty event file, that TensorBoard would list as a run."""
+        logger = self.trainer.logger
+        folder = Path(logger.log_dir) if logger is not None and logger.log_dir else None
+        if self.trainer.global_step or not self.trainer.is_global_zero or folder is None or not folder.is_dir():
+            return
+        written_at_start = ("hparams.yaml", "config.yaml")
+        if all(path.name.startswith("events.out.") or path.name in written_at_start for path in folder.iterdir()):
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _kept_checkpoint(self) -> tuple[Path, int] | None:
         """The newest checkpoint of this run that loads, with its step."""
@@ -304,7 +321,9 @@ def log_into_checkpoint_run(trainer: Namespace, checkpoint: Path) -> None:
     logger = trainer.get("logger")
     if logger in (None, True):  # Lightning's default logger, spelt out so that its version can be set
         logger = trainer.logger = Namespace(class_path=TensorBoardLogger.__module__ + ".TensorBoardLogger")
-        logger.init_args = Namespace(save_dir=trainer.get("default_root_dir") or ".")
+        # No placeholder hp_metric: an experiment summary of Lightning's raw keys would stand in for the whole
+        # folder's HParams tab.
+        logger.init_args = Namespace(save_dir=trainer.get("default_root_dir") or ".", default_hp_metric=False)
     if not (isinstance(logger, Namespace) and str(logger.get("class_path")).endswith("TensorBoardLogger")):
         return
     run, root = checkpoint.parent.parent, logger_root(logger, Path(trainer.get("default_root_dir") or "."))

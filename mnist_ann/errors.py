@@ -44,6 +44,7 @@ class Interrupted(Exception):
 
 
 FULL_DISK_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+NO_PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 
 def full_disk_cause(error: BaseException) -> OSError | None:
@@ -69,10 +70,12 @@ def reported() -> Iterator[None]:
         close_progress_bars()
         sys.exit(f"error: {error}")
     except OSError as error:
-        if not (cause := full_disk_cause(error)):
-            raise
         close_progress_bars()
-        sys.exit(f"error: no space left writing {cause.filename or 'a file'} ({cause.strerror})")
+        if cause := full_disk_cause(error):
+            sys.exit(f"error: no space left writing {cause.filename or 'a file'} ({cause.strerror})")
+        if error.errno in NO_PERMISSION and error.filename:  # a folder the command must write in, e.g. lightning_logs
+            sys.exit(f"error: {error.filename}: {error.strerror}")
+        raise
     except Interrupted as interruption:  # what was saved, and the command that goes on from there
         close_progress_bars()
         if str(interruption):  # (said once, by the first process)

@@ -39,11 +39,14 @@ def export(ckpt_path: str = "best", output_dir: str = "export", onnx: bool = Tru
             "(nothing was written)"
         )
     path = resolve_checkpoint(ckpt_path, {})
-    check_checkpoint(path)
+    check_checkpoint(path, unsafe_option=None)  # (export always loads weights only)
     network = MNISTClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=True).net.eval()
     example = torch.zeros(2, 1, 28, 28)
     batch = {0: Dim("batch", min=1)}
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"--output_dir {folder}: cannot write there ({error.strerror})") from None
 
     program = torch.export.export(network, (example,), dynamic_shapes=(batch,))
     torch.export.save(program, folder / "model.pt2")

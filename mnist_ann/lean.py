@@ -83,8 +83,10 @@ class LeanLightningModule(L.LightningModule):
 
     def log_same_everywhere(self, name: str, value: Tensor | float) -> None:
         """Log a value that every process already holds (the learning rate, or one computed from metrics
-        torchmetrics has synchronized). Under DDP, Lightning's synchronization by `max` keeps it exactly."""
-        self.log(name, value, sync_dist=True, reduce_fx="max")
+        torchmetrics has synchronized): without a collective of its own. Under DDP a synchronized copy of it
+        is what broke a resumed run: the processes' logged results differ after a mid-epoch restart, and
+        their collectives then no longer paired up."""
+        self.log(name, value, sync_dist=False)
 
 
 class NoProfiler(PassThroughProfiler):

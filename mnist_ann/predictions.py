@@ -3,6 +3,7 @@
 import csv
 import json
 import sys
+from itertools import zip_longest
 from pathlib import Path
 
 import lightning as L
@@ -26,20 +27,31 @@ class PredictionWriter(BasePredictionWriter):
 
     def __init__(self, output: str | None = None, console: bool = True, explain: str | None = None) -> None:
         super().__init__(write_interval="batch")
-        if output and Path(output).suffix not in (".csv", ".jsonl"):
-            raise ConfigError(f"PredictionWriter output must end in .csv or .jsonl, not {output}")
-        if explain and Path(explain).exists() and not Path(explain).is_dir():
-            raise ConfigError(f"PredictionWriter explain: {explain} is a file; name a folder (made if missing)")
         self.output, self.console = Path(output) if output else None, console
         self.explain = Path(explain) if explain else None
         self._file, self._csv = None, None
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """The options checked when predict starts, not when the command line is parsed: the parser would bury
+        the message in its own report of every callback type it tried."""
+        if stage != "predict":
+            return
+        if self.output and self.output.suffix not in (".csv", ".jsonl"):
+            raise ConfigError(f"--trainer.callbacks.output must end in .csv or .jsonl, not {self.output}")
+        if self.explain and self.explain.exists() and not self.explain.is_dir():
+            raise ConfigError(f"--trainer.callbacks.explain: {self.explain} is a file; name a folder (made if missing)")
+
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.class_names = pl_module.class_names
-        self._file = self.output.open("w", newline="") if self.output and trainer.is_global_zero else None
         self._csv = None
-        if self.explain and trainer.is_global_zero:
-            self.explain.mkdir(parents=True, exist_ok=True)
+        # Under DDP each process writes its own part; the first joins them into `output` at the end.
+        self._file = writable(self._part(trainer), "output", self.output) if self.output else None
+        if self.explain:  # (on every process: each writes its own pictures there)
+            try:
+                self.explain.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                reason = f"cannot write there ({error.strerror})"
+                raise ConfigError(f"--trainer.callbacks.explain {self.explain}: {reason}") from None
         if self.console:
             self._print(trainer, f"{'file':<40} {'prediction':>12}  score")
 
@@ -91,6 +103,35 @@ class PredictionWriter(BasePredictionWriter):
         else:
             print(line, file=sys.stdout)
 
+    def _part(self, trainer: L.Trainer) -> Path:
+        if trainer.world_size == 1:
+            return self.output
+        return self.output.with_name(f".{self.output.name}.part{trainer.global_rank}")
+
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._file:
-            self._file.close()
+        if not self._file:
+            return
+        self._file.close()
+        if trainer.world_size == 1:
+            return
+        trainer.strategy.barrier()  # every part written
+        if trainer.is_global_zero:
+            self._join([self.output.with_name(f".{self.output.name}.part{rank}") for rank in range(trainer.world_size)])
+
+    def _join(self, parts: list[Path]) -> None:
+        """The processes' rows in the order of the images: process r predicted images r, r + N, r + 2N, ..."""
+        rows = [part.read_text().splitlines(keepends=True) for part in parts]
+        header = [] if self.output.suffix == ".jsonl" else [next((r[0] for r in rows if r), "")]
+        if header:
+            rows = [r[1:] for r in rows]
+        interleaved = [row for group in zip_longest(*rows) for row in group if row is not None]
+        self.output.write_text("".join(header + interleaved))
+        for part in parts:
+            part.unlink()
+
+
+def writable(path: Path, option: str, named: Path):
+    try:
+        return path.open("w", newline="")
+    except OSError as error:
+        raise ConfigError(f"--trainer.callbacks.{option} {named}: cannot write there ({error.strerror})") from None

@@ -2,6 +2,7 @@
 run once per module and checked by several tests; what needs no process of its own runs in this one."""
 
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -136,3 +137,21 @@ def test_user_errors_are_one_message(synthetic_data_dir, tmp_path, monkeypatch, 
     monkeypatch.chdir(tmp_path)
     args = [arg.format(tmp=tmp_path, data=synthetic_data_dir) for arg in args]
     assert message in main_error(monkeypatch, args[0], "--config", CONFIG, *args[1:])
+
+
+def test_a_run_config_saved_by_the_earlier_layout_replays(synthetic_data_dir, tmp_path, monkeypatch):
+    """`lightning_logs/version_N/config.yaml` of a run from before serve, tune and the configs moved (commit
+    d06276f: it holds a `tune:` section and the class paths of that layout) still replays with fit."""
+    monkeypatch.chdir(tmp_path)
+    saved = Path(__file__).parent / "data" / "run-config-d06276f.yaml"
+    run_main(
+        monkeypatch,
+        "fit",
+        "--config",
+        str(saved),
+        "--data.data_dir",
+        str(synthetic_data_dir),
+        "--trainer.max_epochs",
+        "1",
+    )
+    assert (tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "best.ckpt").is_file()

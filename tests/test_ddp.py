@@ -1,10 +1,13 @@
-"""Multi-process training and evaluation on CPU with Lightning's DDP (gloo), as real subprocesses."""
+"""Multi-process training and evaluation on CPU with Lightning's DDP (gloo), as real subprocesses, signals included."""
+
+import time
 
 import pytest
+import torch
 
 from tests.helpers.accuracy import single_process_test_accuracy
 from tests.helpers.commands import CONFIG, REPO, free_port, run_cli, table_values, unexpected_warnings
-from tests.helpers.synthetic import write_mnist
+from tests.helpers.synthetic import bar_picture, write_mnist
 
 DDP_CONFIG = str(REPO / "configs" / "ddp.yaml")
 
@@ -32,3 +35,68 @@ def test_ddp_fit_and_test_report_the_exact_single_process_accuracy(tmp_path, pro
     checkpoint = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "best.ckpt"
     assert reported == single_process_test_accuracy(checkpoint, data_dir)
     assert 0.5 < reported < 1  # trained, and the comparison is not trivially 0 or 1
+
+
+def last_checkpoint(workdir, version: int) -> dict:
+    return torch.load(
+        workdir / "lightning_logs" / f"version_{version}" / "checkpoints" / "last.ckpt", weights_only=True
+    )
+
+
+@pytest.fixture(scope="module")
+def two_process_run(synthetic_data_dir, tmp_path_factory):
+    """The arguments of a 2-process CPU fit of 3 epochs (16 steps each), and the weights it ends with."""
+    args = ["fit", "--config", CONFIG, "--config", DDP_CONFIG, "--data.data_dir", str(synthetic_data_dir)]
+    args += ["--data.val_size", "200", "--trainer.max_epochs", "3", "--trainer.log_every_n_steps", "5"]
+    workdir = tmp_path_factory.mktemp("ddp-whole")
+    run_ddp(args, workdir)
+    return args, last_checkpoint(workdir, 0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("who", "signal_options"),
+    [("the group", ["--trainer.callbacks.group=true"]), ("rank 1", ["--trainer.callbacks.rank=1"])],
+)
+def test_sigterm_stops_every_process_at_one_step_and_the_run_resumes_exactly(
+    two_process_run, tmp_path, who, signal_options
+):
+    args, whole = two_process_run
+    stop = ["--trainer.callbacks+=tests.helpers.crash.SendSignal", "--trainer.callbacks.at_step=23"]
+    stop += ["--trainer.callbacks.signal_name=SIGTERM", *signal_options]
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    started = time.monotonic()
+    stopped = run_cli(*args, *stop, "--trainer.accelerator", "cpu", cwd=tmp_path, env=env, timeout=240, check=False)
+    print(f"SIGTERM to {who}: stopped in {time.monotonic() - started:.1f} s, exit {stopped.returncode}")
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    assert "Traceback" not in stopped.stderr and "mismatch" not in stopped.stderr
+    saved = last_checkpoint(tmp_path, 0)
+    assert saved["global_step"] == 24  # the step in progress, completed by both processes, then saved
+    [line] = [line for line in stopped.stderr.splitlines() if line.startswith("stopped by SIGTERM")]
+    assert line.startswith("stopped by SIGTERM at step 24; saved it to lightning_logs/version_0/checkpoints/last.ckpt")
+
+    env["MASTER_PORT"] = str(free_port())
+    resumed = ["--ckpt_path", "lightning_logs/version_0/checkpoints/last.ckpt", "--trainer.accelerator", "cpu"]
+    run_cli(*args, *resumed, cwd=tmp_path, env=env, timeout=240)
+    final = last_checkpoint(tmp_path, 1)
+    assert final["global_step"] == whole["global_step"] == 48
+    for name, tensor in whole["state_dict"].items():
+        assert torch.equal(tensor, final["state_dict"][name]), name
+
+
+@pytest.mark.slow
+def test_predict_on_two_processes_writes_every_row_in_order(two_process_run, tmp_path):
+    args, _ = two_process_run
+    run_ddp([*args, "--trainer.max_epochs", "1"], tmp_path)  # a checkpoint to predict with (a later option wins)
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    for index in range(11):  # odd: the two processes' shares differ by one
+        bar_picture(box=(40 + 10 * index, 30, 100 + 10 * index, 150)).save(pictures / f"{index:02d}.png")
+    predict = ["predict", "--config", CONFIG, "--config", DDP_CONFIG, "--ckpt_path", "best"]
+    predict += ["--data.predict_files", str(pictures), "--trainer.callbacks.output", "rows.csv"]
+    predict += ["--trainer.callbacks.explain", "explained"]
+    run_ddp(predict, tmp_path)
+    rows = (tmp_path / "rows.csv").read_text().splitlines()
+    assert rows[0].startswith("file,class,name,probability")
+    assert [row.split(",")[0] for row in rows[1:]] == [str(pictures / f"{index:02d}.png") for index in range(11)]
+    assert len(list((tmp_path / "explained").glob("*.png"))) == 11 and not list(tmp_path.glob(".rows.csv.part*"))

@@ -2,6 +2,7 @@
 ship inside the package, and `mnist-ann --help` lists every command."""
 
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,8 +24,19 @@ def installed(tmp_path_factory):
     """A fresh virtual environment with the wheel installed, reusing this environment's dependencies (torch and
     the rest) through a path file, but not its editable install of the project."""
     where = tmp_path_factory.mktemp("wheel")
+    source = where / "source"  # (a build writes into its source folder: a copy, not the checkout)
+    listing = ["git", "ls-files", "--cached", "--others", "--exclude-standard"]  # the working tree, as git sees it
+    tracked = subprocess.run(listing, cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    for name in tracked:
+        if not (REPO / name).exists():  # deleted in the working tree, not yet in the index
+            continue
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        if (REPO / name).is_symlink():
+            (source / name).symlink_to((REPO / name).readlink())
+        else:
+            shutil.copy2(REPO / name, source / name)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", where, REPO],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", where, source],
         check=True,
     )
     [wheel] = where.glob("mnist_ann-*.whl")

@@ -1,6 +1,7 @@
 """What users can get wrong or lose: configs, diverging runs, crashes, untrusted checkpoints."""
 
 import os
+import pickle
 import re
 import shutil
 from pathlib import Path
@@ -15,6 +16,7 @@ from mnist_ann.data import MNISTDataModule
 from mnist_ann.errors import TrainingDivergedError
 from mnist_ann.model import MNISTClassifier
 from tests.helpers.commands import CONFIG, REPO, main_error, run_main
+from tests.helpers.synthetic import bar_picture
 
 # Bad configuration: refused before any training, with one message naming the option.
 
@@ -148,6 +150,33 @@ def test_checkpoint_that_would_run_code_is_refused_unrun(synthetic_data_dir, tmp
     torch.save({"state_dict": {}, "payload": RunsCode(marker)}, evil)
     args = ["test", "--config", CONFIG, "--data.data_dir", str(synthetic_data_dir), "--ckpt_path", str(evil)]
     assert f"refusing to load {evil}: it would call posix.system when loaded" in main_error(monkeypatch, *args)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"hello, I am notes\n", b"\x80\x02}q\x00.", b"PK\x03\x04" + bytes(60), pickle.dumps([1, 2, 3]), b"{}"],
+    ids=["text", "a small pickle", "a broken zip", "a list", "two bytes"],
+)
+@pytest.mark.parametrize("command", ["test", "serve", "export"])
+def test_a_file_that_is_no_checkpoint_is_one_message_and_no_false_alarm(tmp_path, monkeypatch, command, content):
+    monkeypatch.chdir(tmp_path)
+    (notes := tmp_path / "notes.ckpt").write_bytes(content)
+    message = main_error(monkeypatch, command, "--ckpt_path", str(notes))
+    assert message.startswith(f"error: cannot read {notes} (") or message.startswith(f"error: {notes} is not a"), (
+        message
+    )
+    assert message.endswith("it is truncated or not a checkpoint") or "is not a Lightning checkpoint" in message
+
+
+def test_serve_and_export_do_not_offer_an_option_they_lack(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    marker, evil = tmp_path / "pwned", tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": RunsCode(marker)}, evil)
+    for command in ("serve", "export"):
+        message = main_error(monkeypatch, command, "--ckpt_path", str(evil))
+        refusal = f"error: refusing to load {evil}: it would call posix.system when loaded. "
+        assert message == refusal + "Only load checkpoints from sources you trust"
     assert not marker.exists()
 
 
@@ -295,3 +324,91 @@ def test_a_broken_config_file_is_named_in_the_error(tmp_path, monkeypatch, capsy
         run_main(monkeypatch, "fit", "--config", CONFIG, "--config", str(path))
     assert exit_.value.code == 2
     assert re.search("^error: " + message.format(path=re.escape(str(path))), capsys.readouterr().err, re.MULTILINE)
+
+
+def test_a_run_refused_before_its_first_step_leaves_no_run_folder(synthetic_data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["fit", "--config", CONFIG, "--data.data_dir", str(synthetic_data_dir)]
+    message = main_error(monkeypatch, *args, "--data.val_size", "5000")
+    assert message == "error: data.val_size=5000 leaves no training images out of 1200"
+    assert not list((tmp_path / "lightning_logs").glob("version_*"))  # nothing TensorBoard would list as a run
+
+
+def test_evaluating_and_predicting_never_write_a_placeholder_hparams_row(synthetic_data_dir, tmp_path, monkeypatch):
+    """fit, test, then predict on a picture, as the README goes: every run's HParams row stays the project's."""
+    from tests.helpers.tensorboard import events, session_hparams
+
+    monkeypatch.chdir(tmp_path)
+    data = ["--data.data_dir", str(synthetic_data_dir), "--data.val_size", "200"]
+    run_main(monkeypatch, "fit", *data, "--trainer.max_epochs", "1")
+    run_main(monkeypatch, "test", *data, "--ckpt_path", "best")
+    bar_picture().save(tmp_path / "my_digit.png")
+    run_main(monkeypatch, "predict", *data, "--ckpt_path", "best", "--data.predict_files", "my_digit.png")
+    for run in (tmp_path / "lightning_logs").iterdir():
+        assert "hp_metric" not in events(run).Tags()["scalars"]
+        assert {"predict_files", "_instantiator"}.isdisjoint(session_hparams(run))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            ["--trainer.callbacks.output", "p.txt"],
+            "error: --trainer.callbacks.output must end in .csv or .jsonl, not p.txt",
+        ),
+        (
+            ["--trainer.callbacks.output", "/nonexistent/dir/p.csv"],
+            "error: --trainer.callbacks.output /nonexistent/dir/p.csv: cannot write there (No such file or directory)",
+        ),
+        (
+            ["--trainer.callbacks.explain", "/proc/x"],
+            "error: --trainer.callbacks.explain /proc/x: cannot write there (No such file or directory)",
+        ),
+        (
+            ["--trainer.callbacks.explain", "digit.png"],
+            "error: --trainer.callbacks.explain: digit.png is a file; name a folder",
+        ),
+    ],
+    ids=["output of another type", "output in no folder", "explain where none can be made", "explain naming a file"],
+)
+def test_a_predict_output_that_cannot_be_written_is_one_line(
+    trained_checkpoint, tmp_path, monkeypatch, capsys, options, message
+):
+    monkeypatch.chdir(tmp_path)
+    bar_picture().save(tmp_path / "digit.png")
+    args = ["predict", "--ckpt_path", str(trained_checkpoint), "--data.predict_files", "digit.png", *options]
+    assert main_error(monkeypatch, *args).startswith(message)
+    assert "Union" not in capsys.readouterr().err  # the parser's report of every type it tried
+
+
+def test_export_to_a_folder_that_cannot_be_made_is_one_line(trained_checkpoint, monkeypatch):
+    message = main_error(monkeypatch, "export", "--ckpt_path", str(trained_checkpoint), "--output_dir", "/proc/x")
+    assert message == "error: --output_dir /proc/x: cannot write there (No such file or directory)"
+
+
+def test_a_run_folder_that_cannot_be_written_is_one_line(synthetic_data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["fit", "--data.data_dir", str(synthetic_data_dir), "--trainer.logger.init_args.save_dir", "/sys/runs"]
+    assert main_error(monkeypatch, *args) == "error: /sys/runs: Operation not permitted"
+
+
+def test_a_checkpoint_folder_given_as_a_url_goes_to_lightnings_own_checkpoint_io(tmp_path, monkeypatch):
+    """s3://, gs://, ... are not local paths: fsspec's in-memory filesystem stands in for them here."""
+    import fsspec
+
+    from mnist_ann.checkpoints import AtomicCheckpointIO
+
+    monkeypatch.chdir(tmp_path)
+    AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(2)}}, "memory://bucket/run/last.ckpt")
+    with fsspec.open("memory://bucket/run/last.ckpt", "rb") as file:
+        assert torch.equal(torch.load(file, weights_only=True)["state_dict"]["w"], torch.ones(2))
+    assert list(tmp_path.iterdir()) == []  # no local folder named after the URL
+
+
+@pytest.mark.parametrize("option", [["--trainer.max_epoch", "3"], ["--data.batch", "3"], ["--model.hidden", "[8]"]])
+def test_an_abbreviated_option_is_refused_and_nothing_runs(synthetic_data_dir, tmp_path, monkeypatch, capsys, option):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        run_main(monkeypatch, "fit", "--data.data_dir", str(synthetic_data_dir), *option)
+    assert exit_.value.code == 2 and f"unrecognized arguments: {' '.join(option)}" in capsys.readouterr().err
+    assert not (tmp_path / "lightning_logs").exists()

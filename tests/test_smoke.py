@@ -11,10 +11,9 @@ from io import BytesIO
 
 import pytest
 import yaml
-from PIL import Image
 
 from tests.helpers.commands import finish, free_port, run_main, start_cli
-from tests.helpers.synthetic import write_mnist
+from tests.helpers.synthetic import bar_picture, write_mnist
 
 pytestmark = pytest.mark.smoke
 
@@ -73,10 +72,8 @@ def test_tune_runs_a_one_trial_study(folder, monkeypatch):
 
 
 def test_serve_answers_a_picture_and_stops_on_sigterm(server):
-    picture = Image.new("L", (28, 28))  # a white bar on black: a 1
-    picture.paste(255, (12, 4, 16, 24))
     png = BytesIO()
-    picture.save(png, format="PNG")
+    bar_picture().save(png, format="PNG")
     body = json.dumps({"image": base64.b64encode(png.getvalue()).decode()}).encode()
     process, base = server
     try:

@@ -27,6 +27,8 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 
 from mnist_ann.errors import ConfigError
 
+METRIC = "val/acc"  # what a trial is scored by: its best, on the validation split, never the test images
+
 
 class Entry:
     """One searched option: `choices: [...]`, or `low`/`high` (`log: true` for a log scale, `step`); with
@@ -125,6 +127,16 @@ class Search:
     def values(self, trial) -> dict[str, Any]:
         """A trial's values: each entry that applies, given those chosen before it."""
         return {key: entry.suggest(trial) for key, entry in self.entries.items() if entry.applies(trial.params)}
+
+
+@dataclass
+class Plan:
+    """What a study runs: the base fit config, the search, and where the trials' runs go."""
+
+    config: dict
+    search: Search
+    runs: Path
+    configs: list[str]  # the --config files given, for the "train it with" hint
 
 
 def trial_config(config: dict, search: Search, values: dict[str, Any], folder: Path, number: int) -> dict:

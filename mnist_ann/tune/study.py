@@ -25,29 +25,25 @@ import shlex
 import signal
 import socket
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import optuna
 import torch
 import yaml
 from jsonargparse import ArgumentError
 from lightning.pytorch.callbacks import Callback
-from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
-from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
 from mnist_ann.cli import MNISTCLI, config_files
 from mnist_ann.errors import ConfigError, Interrupted, TrainingDivergedError
 from mnist_ann.idx import ChecksumWarning
-from mnist_ann.tune.space import Search, check_space, decode, set_dotted, trial_config
+from mnist_ann.tune.report import report
+from mnist_ann.tune.space import METRIC, Plan, Search, check_space, trial_config
+from mnist_ann.tune.storage import open_study, retry
 
-METRIC = "val/acc"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # What a study keeps of the settings it was started with: going on under others would rank unlike trials.
-KEPT_SETTINGS = ("epochs", "pruner")
 
 
 def tune(argv: list[str]) -> None:
@@ -83,16 +79,6 @@ def parse_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     if options.n_trials is not None:
         fit_args += ["--tune.n_trials", str(options.n_trials)]
     return options, fit_args
-
-
-@dataclass
-class Plan:
-    """What a study runs: the base fit config, the search, and where the trials' runs go."""
-
-    config: dict
-    search: Search
-    runs: Path
-    configs: list[str]  # the --config files given, for the "train it with" hint
 
 
 def plan(fit_args: list[str]) -> Plan:
@@ -201,156 +187,3 @@ def stopped(study: optuna.Study, trials: Trials, interruption: Exception, argv: 
         f"Go on with: {shlex.join(['mnist-ann', 'tune', *argv])}",
         status,
     )
-
-
-def open_study(storage: str | None, study_plan: Plan, name: str) -> optuna.Study:
-    search = study_plan.search
-    try:
-        study = optuna.create_study(
-            study_name=name,
-            storage=open_storage(storage, study_plan.runs, name),
-            direction="maximize",
-            load_if_exists=True,
-            pruner=pruner(search),
-            sampler=optuna.samplers.TPESampler(seed=search.seed),
-        )
-    except Exception as error:  # SQLAlchemy's, the file system's, Optuna's own
-        where = storage or study_plan.runs / f"{name}.journal"
-        raise ConfigError(f"--storage {where}: cannot open it ({str(error).splitlines()[0]})") from None
-    check_same_study(study, study_plan)
-    retry_dead_trials(study)
-    if storage:  # trials of processes on other machines whose heartbeat stopped
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            fail_stale_trials(study)
-    return study
-
-
-def open_storage(storage: str | None, runs: Path, name: str) -> optuna.storages.BaseStorage:
-    if storage:
-        with warnings.catch_warnings():  # the heartbeat, years old, is still marked experimental
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(
-                storage,
-                heartbeat_interval=10,
-                grace_period=30,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
-            )
-    runs.mkdir(parents=True, exist_ok=True)
-    # By its absolute path: Optuna's lock is a symbolic link to the journal, and one made from a relative
-    # path dangles, so a lock left by a killed process was never recognised as stale. Locks are held
-    # for milliseconds: after 10 s without a write, one is a killed process's.
-    journal = str((runs / f"{name}.journal").resolve())
-    return JournalStorage(JournalFileBackend(journal, JournalFileSymlinkLock(journal, grace_period=10)))
-
-
-def pruner(search: Search) -> optuna.pruners.BasePruner:
-    if search.pruner == "median":  # it judges from the second epoch on, once startup_trials have finished
-        return optuna.pruners.MedianPruner(n_startup_trials=search.startup_trials, n_warmup_steps=1)
-    return optuna.pruners.HyperbandPruner() if search.pruner == "hyperband" else optuna.pruners.NopPruner()
-
-
-def check_same_study(study: optuna.Study, study_plan: Plan) -> None:
-    """A study goes on only with the space and the settings it was started with; a new one records them."""
-    search = study_plan.search
-    settings = {key: getattr(search, key) for key in KEPT_SETTINGS}
-    kept = study.user_attrs.get("settings")
-    new = f"start a new study with --study_name NAME, or delete {study.study_name}'s storage"
-    if kept is None:
-        study.set_user_attr("settings", settings)
-        study.set_user_attr("configs", study_plan.configs)
-    elif changed := [f"tune.{key} {kept[key]} (now {settings[key]})" for key in kept if kept[key] != settings[key]]:
-        raise ConfigError(f"study {study.study_name} was run with {', '.join(changed)}: {new}")
-    for trial in study.get_trials(deepcopy=False):
-        for key, distribution in trial.distributions.items():
-            entry = search.entries.get(key)
-            if entry is None or entry.distribution != distribution:
-                now = "is no longer searched" if entry is None else f"is now {entry.distribution}"
-                raise ConfigError(
-                    f"study {study.study_name} was run with another search space: tune.space.{key} was "
-                    f"{distribution} in trial {trial.number} and {now}: {new}"
-                )
-
-
-def retry_dead_trials(study: optuna.Study) -> None:
-    """A RUNNING trial whose process, on this machine, is gone is failed and queued again."""
-    host = socket.gethostname()
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        machine, _, pid = trial.user_attrs.get("process", "").partition(":")
-        if machine == host and pid.isdigit() and not process_exists(int(pid)):
-            study.tell(trial.number, state=TrialState.FAIL)
-            retry(study, trial)
-
-
-def retry(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    """Queue a failed trial's values to run again (one stopped before it chose them has none: nothing to do)."""
-    if trial.params:
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-
-
-def process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def described(params: dict[str, Any]) -> str:
-    """A trial's values, short: `hidden_sizes=[1024, 512] optimizer=Adam lr=0.00123 batch_size=64`."""
-    parts = []
-    for key, value in params.items():
-        *parents, name = key.split(".")
-        if name == "class_path":
-            parts.append(f"{parents[-1]}={value.rsplit('.', 1)[-1]}")
-        else:
-            parts.append(f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={decode(value)}")
-    return " ".join(parts)
-
-
-def report(study: optuna.Study, study_plan: Plan, best_file: Path) -> None:
-    """The best trials as a table, and the best one's values as a config that `fit` layers over the others;
-    written by the last process of the study to finish."""
-    complete = sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.value, reverse=True)
-    pruned = study.get_trials(states=(TrialState.PRUNED,))
-    failed = [trial for trial in study.get_trials(states=(TrialState.FAIL,)) if "error" in trial.user_attrs]
-    diverged = sum("diverged" in trial.user_attrs for trial in pruned)
-    if not complete:
-        raise ConfigError(f"study {study.study_name}: no trial completed ({len(pruned)} pruned)")
-    if running := study.get_trials(states=(TrialState.RUNNING,)):
-        print(
-            f"\n{len(complete)} trials completed; {len(running)} still running in other processes: the last of "
-            f"them to finish writes {best_file}."
-        )
-        return
-    print(f"\n{len(complete)} trials completed, {len(pruned)} pruned ({diverged} of them diverged).")
-    for trial in failed:
-        print(f"trial {trial.number} failed: {trial.user_attrs['error']}")
-    epochs = study_plan.search.epochs
-    print(f"The best, by {METRIC} after {epochs} epoch{'s' if epochs > 1 else ''}:")
-    print(f"{'trial':>6} {METRIC:>8}  values")
-    for trial in complete[:5]:
-        print(f"{trial.number:>6} {trial.value:>8.4f}  {described(trial.params)}")
-    best: dict[str, Any] = {}
-    for key, value in complete[0].params.items():
-        set_dotted(best, key, decode(value))
-    command = ["mnist-ann", "fit"]
-    for config in [*study.user_attrs.get("configs", study_plan.configs), str(best_file)]:
-        if not only_a_search(config):
-            command += ["--config", config]
-    command = shlex.join(command)
-    best_file.parent.mkdir(parents=True, exist_ok=True)
-    header = f"# The best of study {study.study_name}: trial {complete[0].number}, {METRIC} {complete[0].value:.4f}.\n"
-    best_file.write_text(f"{header}#   {command}\n" + yaml.safe_dump(best, sort_keys=False))
-    print(f"\nwrote {best_file} (the study's final best); train it with: {command}")
-
-
-def only_a_search(config: str) -> bool:
-    """Whether a config file holds a `tune:` section and nothing else (configs/tune.yaml): fit needs none."""
-    try:
-        content = yaml.safe_load(Path(config).read_text())
-    except (OSError, yaml.YAMLError):
-        return False
-    return isinstance(content, dict) and set(content) == {"tune"}

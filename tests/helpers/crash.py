@@ -8,14 +8,21 @@ from lightning.pytorch.callbacks import Callback
 
 
 class SendSignal(Callback):
-    """The training process sends itself `signal_name` (SIGKILL, SIGTERM, SIGINT) just before step `at_step`."""
+    """The training process sends itself `signal_name` (SIGKILL, SIGTERM, SIGINT) just before step `at_step`.
+    Under DDP: only the process of global rank `rank` (None: each), and with `group`, to every process of its
+    process group, as `timeout` or systemd do."""
 
-    def __init__(self, at_step: int, signal_name: str = "SIGKILL") -> None:
-        self.at_step, self.signal = at_step, signal.Signals[signal_name]
+    def __init__(
+        self, at_step: int, signal_name: str = "SIGKILL", rank: int | None = None, group: bool = False
+    ) -> None:
+        self.at_step, self.signal, self.rank, self.group = at_step, signal.Signals[signal_name], rank, group
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.global_step == self.at_step:
-            os.kill(os.getpid(), self.signal)
+        if trainer.global_step == self.at_step and self.rank in (None, trainer.global_rank):
+            if self.group:
+                os.killpg(os.getpgid(0), self.signal)
+            else:
+                os.kill(os.getpid(), self.signal)
 
 
 class FileSizeLimit(Callback):
