@@ -1,6 +1,6 @@
-"""The README's multi-node launches, run as the README writes them, on one host: 2 "nodes" x 1 CPU process.
+"""The multi-node launches of docs/distributed.md, run as the page writes them, on one host: 2 "nodes" x 1 CPU process.
 
-The command lines are read from the README itself, so that they cannot drift from what is tested; only
+The command lines are read from that page itself, so that they cannot drift from what is tested; only
 host names, ports and process counts are replaced. `torchrun` is started twice, once per node rank, as
 on two machines; for SLURM, whose `srun` is not here, each process gets the environment `srun` gives
 its tasks. Either way the reported test accuracy must equal one process's on the same checkpoint,
@@ -22,14 +22,14 @@ NODES = 2
 
 
 def readme_commands(first_word: str) -> dict[str, list[str]]:
-    """The README's command lines that start with `first_word`, by subcommand, as argument lists."""
-    text = (REPO / "README.md").read_text().replace("\\\n", " ")
+    """The page's command lines that start with `first_word`, by subcommand, as argument lists."""
+    text = (REPO / "docs" / "distributed.md").read_text().replace("\\\n", " ")
     commands = [shlex.split(line) for line in text.splitlines() if line.startswith(f"{first_word} ")]
     return {command[command.index("mnist_ann") + 1]: command for command in commands}
 
 
 def on_this_host(command: list[str], data_dir, port: str, node_rank: int) -> list[str]:
-    """A README line for 2 nodes of 1 CPU process each on this host, on the synthetic data."""
+    """A line of the page for 2 nodes of 1 CPU process each on this host, on the synthetic data."""
     replaced = {"HOST0": "127.0.0.1", "29500": port}
     after = {"--nproc_per_node": "1", "--trainer.devices": "1", "--node_rank": str(node_rank)}
     args = [replaced.get(arg, arg) for arg in command]
