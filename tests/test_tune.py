@@ -30,6 +30,11 @@ def study_config(tmp_path, n_trials: int = 3, seed: int = 0, epochs: int = 2, **
     return str(path)
 
 
+def run_tune(monkeypatch, study: str, data_dir, *options: str) -> None:
+    """`mnist-ann tune` over the recipe and `study`, on the small data, in this process."""
+    run_main(monkeypatch, "tune", "--config", CONFIG, "--config", study, *data(data_dir), *options)
+
+
 def data(data_dir) -> list[str]:
     return ["--data.data_dir", str(data_dir), "--data.val_size", "200", "--trainer.log_every_n_steps", "5"]
 
@@ -41,7 +46,7 @@ def load(tmp_path, name: str = "tune") -> optuna.Study:
 
 def test_a_study_runs_its_trials_and_writes_a_best_config_that_fit_runs(synthetic_data_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    run_main(monkeypatch, "tune", "--config", CONFIG, "--config", study_config(tmp_path), *data(synthetic_data_dir))
+    run_tune(monkeypatch, study_config(tmp_path), synthetic_data_dir)
     trials = load(tmp_path).get_trials()
     assert [trial.state for trial in trials] == [TrialState.COMPLETE] * 3
     assert sorted(path.name for path in (tmp_path / "tune" / "tune").iterdir() if path.is_dir()) == [
@@ -71,15 +76,7 @@ def test_each_trial_is_a_tensorboard_run_with_its_values_in_the_hparams_row(synt
     from tests.helpers.tensorboard import session_hparams
 
     monkeypatch.chdir(tmp_path)
-    run_main(
-        monkeypatch,
-        "tune",
-        "--config",
-        CONFIG,
-        "--config",
-        study_config(tmp_path, n_trials=2),
-        *data(synthetic_data_dir),
-    )
+    run_tune(monkeypatch, study_config(tmp_path, n_trials=2), synthetic_data_dir)
     for trial in load(tmp_path).get_trials():
         row = session_hparams(tmp_path / "tune" / "tune" / f"trial_{trial.number:04d}")
         assert row["optimizer.lr"] == pytest.approx(trial.params["model.optimizer.init_args.lr"])
@@ -90,15 +87,7 @@ def test_a_hopeless_trial_is_pruned(synthetic_data_dir, tmp_path, monkeypatch):
     # A learning rate that learns nothing, drawn (with this seed) after three good ones: stopped as pruned.
     space = {"model.optimizer.init_args.lr": {"choices": [0.05, 1.0e-7]}}
     monkeypatch.chdir(tmp_path)
-    run_main(
-        monkeypatch,
-        "tune",
-        "--config",
-        CONFIG,
-        "--config",
-        study_config(tmp_path, 8, seed=2, epochs=3, **space),
-        *data(synthetic_data_dir),
-    )
+    run_tune(monkeypatch, study_config(tmp_path, 8, seed=2, epochs=3, **space), synthetic_data_dir)
     trials = load(tmp_path).get_trials()
     pruned = [trial for trial in trials if trial.state == TrialState.PRUNED]
     assert pruned and all(trial.params["model.optimizer.init_args.lr"] == 1.0e-7 for trial in pruned)
@@ -108,15 +97,7 @@ def test_a_hopeless_trial_is_pruned(synthetic_data_dir, tmp_path, monkeypatch):
 def test_a_trial_that_diverges_is_recorded_as_pruned_and_the_study_goes_on(synthetic_data_dir, tmp_path, monkeypatch):
     space = {"model.optimizer.init_args.lr": {"choices": [0.05, 1000.0]}}
     monkeypatch.chdir(tmp_path)
-    run_main(
-        monkeypatch,
-        "tune",
-        "--config",
-        CONFIG,
-        "--config",
-        study_config(tmp_path, 4, seed=0, **space),
-        *data(synthetic_data_dir),
-    )
+    run_tune(monkeypatch, study_config(tmp_path, 4, seed=0, **space), synthetic_data_dir)
     trials = load(tmp_path).get_trials()
     assert len(trials) == 4 and {trial.state for trial in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
     diverged = [trial for trial in trials if trial.params["model.optimizer.init_args.lr"] == 1000.0]
@@ -248,24 +229,14 @@ def test_a_storage_that_cannot_be_opened_is_refused_by_name(synthetic_data_dir, 
 
 def test_the_shipped_search_space_is_valid(synthetic_data_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    run_main(
-        monkeypatch, "tune", "--config", CONFIG, "--config", TUNE_CONFIG, *data(synthetic_data_dir), "--n_trials", "1"
-    )
+    run_tune(monkeypatch, TUNE_CONFIG, synthetic_data_dir, "--n_trials", "1")
     assert len(load(tmp_path).get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 1
 
 
 def test_an_integer_range_on_a_log_scale_draws_integers(synthetic_data_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     space = {"data.batch_size": {"low": 32, "high": 256, "log": True}}
-    run_main(
-        monkeypatch,
-        "tune",
-        "--config",
-        CONFIG,
-        "--config",
-        study_config(tmp_path, 2, epochs=1, **space),
-        *data(synthetic_data_dir),
-    )
+    run_tune(monkeypatch, study_config(tmp_path, 2, epochs=1, **space), synthetic_data_dir)
     sizes = [trial.params["data.batch_size"] for trial in load(tmp_path).get_trials(states=(TrialState.COMPLETE,))]
     assert len(sizes) == 2 and all(isinstance(size, int) and 32 <= size <= 256 for size in sizes)
 
@@ -322,15 +293,7 @@ def test_a_trial_whose_config_fails_anyway_is_recorded_failed_and_the_study_goes
 ):
     monkeypatch.chdir(tmp_path)
     space = {"data.val_size": {"choices": [200, 5000]}}  # the parser takes 5000; the data (1,200 images) cannot
-    run_main(
-        monkeypatch,
-        "tune",
-        "--config",
-        CONFIG,
-        "--config",
-        study_config(tmp_path, 4, epochs=1, **space),
-        *data(synthetic_data_dir),
-    )
+    run_tune(monkeypatch, study_config(tmp_path, 4, epochs=1, **space), synthetic_data_dir)
     trials = load(tmp_path).get_trials()
     failed = [trial for trial in trials if trial.state == TrialState.FAIL]
     assert failed and all(trial.params == {"data.val_size": 5000} for trial in failed)
