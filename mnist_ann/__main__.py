@@ -11,9 +11,7 @@ import threading
 import warnings
 from contextlib import ExitStack
 from importlib import import_module
-from importlib.metadata import version
-
-DESCRIPTION = "The classic three-layer neural network for MNIST digits, with PyTorch Lightning."
+from importlib.metadata import metadata, version
 
 # Each command, one line of help, and what runs it: LightningCLI's subcommands, or "module:function".
 COMMANDS = {
@@ -47,7 +45,8 @@ DEPENDENCY_LOG_NOISE = {
 def usage() -> str:
     rows = "\n".join(f"  {name:<10}{text}" for name, (text, _) in COMMANDS.items())
     return (
-        f"usage: mnist-ann [--version] [--help] COMMAND [OPTIONS]\n\n{DESCRIPTION}\n\ncommands:\n{rows}\n\n"
+        f"usage: mnist-ann [--version] [--help] COMMAND [OPTIONS]\n\n{metadata('mnist-ann')['Summary']}.\n\n"
+        f"commands:\n{rows}\n\n"
         "mnist-ann COMMAND --help lists a command's options. Start with:\n"
         "  mnist-ann fit && mnist-ann test --ckpt_path best"
     )

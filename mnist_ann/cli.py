@@ -20,6 +20,7 @@ import signal
 import sys
 import warnings
 from collections.abc import Sequence
+from importlib.metadata import metadata
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,6 @@ from mnist_ann.predictions import PredictionWriter
 from mnist_ann.stopping import StopTogether
 
 RECIPE = Path(__file__).parent / "configs" / "default.yaml"
-DESCRIPTION = "The classic three-layer neural network for MNIST digits: train, test and use it."
 # Lightning's notes on restoring the training callbacks' state from a checkpoint: they matter when
 # `fit` resumes, and say nothing to a command that only evaluates or predicts.
 RESTORE_NOTES = ("The dirpath has changed from", "Be aware that when using `ckpt_path`, callbacks used to create")
@@ -85,7 +85,7 @@ class MNISTCLI(LightningCLI):
         self.search = search
         parser_settings = {
             "prog": "mnist-ann",
-            "description": DESCRIPTION,
+            "description": metadata("mnist-ann")["Summary"],  # the package's own, from pyproject.toml
             # No abbreviations: `--trainer.max_epoch 3` is a typo to refuse, not `max_epochs` to guess.
             "allow_abbrev": False,
             "exit_on_error": exit_on_error,
