@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
+NO_IMAGE_FIELD = 'the JSON must be an object with "image": a base64 string of a picture file'
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
     "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -108,7 +109,7 @@ class RequestGate:
         except (ValueError, RecursionError, UnicodeDecodeError) as error:  # syntax, NaN, nesting, huge integers
             raise RequestError(400, f"malformed JSON: {' '.join(str(error).split())[:200]}") from None
         if not isinstance(request, dict) or not isinstance(request.get("image"), str):
-            raise RequestError(422, 'the JSON must be an object with "image": a base64 string of a picture file')
+            raise RequestError(422, NO_IMAGE_FIELD)
         explain = request.get("explain", False)
         if not isinstance(explain, bool):
             raise RequestError(422, f'"explain" must be true or false, not {json.dumps(explain)[:40]}')

@@ -45,7 +45,14 @@ from mnist_ann.images import (
 )
 from mnist_ann.model import MNISTClassifier
 from mnist_ann.serve.app import complete
-from mnist_ann.serve.middleware import MAX_BODY_BYTES, RequestGate, SecurityHeaders, ServiceLog, ServiceMetrics
+from mnist_ann.serve.middleware import (
+    MAX_BODY_BYTES,
+    NO_IMAGE_FIELD,
+    RequestGate,
+    SecurityHeaders,
+    ServiceLog,
+    ServiceMetrics,
+)
 
 Port = restricted_number_type("Port", int, [(">=", 1024), ("<=", 65535)])
 STOP_SECONDS = 2
@@ -90,7 +97,7 @@ class DigitAPI(ls.LitAPI):
     # FastAPI's request and response models of them.)
     def decode_request(self, request):
         if not (isinstance(request, dict) and isinstance(request.get("image"), str)):  # (the gate refuses these)
-            return Rejected(422, 'the JSON must be an object with "image": a base64 string of a picture file')
+            return Rejected(422, NO_IMAGE_FIELD)
         try:
             data = base64.b64decode(request["image"], validate=True)
         except (binascii.Error, ValueError):
