@@ -60,7 +60,7 @@ RECIPE = Path(__file__).parent / "configs" / "default.yaml"
 # `fit` resumes, and say nothing to a command that only evaluates or predicts.
 RESTORE_NOTES = ("The dirpath has changed from", "Be aware that when using `ckpt_path`, callbacks used to create")
 # Model settings a checkpoint decides (Lightning takes them from it): said aloud when the config differs.
-CHECKPOINT_SETTINGS = ("task", "positive", "hidden_sizes")
+CHECKPOINT_SETTINGS = ("task", "positive", "hidden_sizes", "dropout", "input_dropout", "label_smoothing")
 
 
 class ArgumentParser(LightningArgumentParser):
@@ -171,7 +171,7 @@ class MNISTCLI(LightningCLI):
     def _check_before_running(self) -> None:
         """What can only be checked once the model is built: its optimizer, and that the checkpoint fits it."""
         try:
-            optimizer = self.model.configure_optimizers()
+            optimizer = self.model.optimizer_factory(self.model.parameters())
         except ValueError as error:  # torch's own message, e.g. "Invalid learning rate: -0.1"
             raise ConfigError(f"model.optimizer: {error}") from None
         if rates := [group["lr"] for group in optimizer.param_groups if not group["lr"] > 0]:

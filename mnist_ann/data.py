@@ -7,6 +7,7 @@ of a torchvision dataset behind a DataLoader.
 """
 
 import os
+from dataclasses import asdict
 
 import lightning as L
 import torch
@@ -14,6 +15,7 @@ from jsonargparse.typing import NonNegativeInt, PositiveInt
 from torch import Tensor
 from torchvision.transforms.v2 import functional as F
 
+from mnist_ann.augment import NO_DISTORTION, Distortion
 from mnist_ann.errors import ConfigError
 from mnist_ann.idx import class_names, ensure_files, load_split, resolve_data_dir
 from mnist_ann.images import load_pictures
@@ -51,6 +53,8 @@ class MNISTDataModule(L.LightningDataModule):
             (digits, or Fashion-MNIST's clothes).
         predict_files: an image file or folder, or a list of them, for `predict` (prepared MNIST-style
             by `mnist_ann.images`); unset, `predict` runs on the test images.
+        augmentation: how far each training batch's images are randomly distorted on the training
+            device (`mnist_ann.augment`); by default not at all. Validation, test and predict images never are.
     """
 
     def __init__(
@@ -64,20 +68,30 @@ class MNISTDataModule(L.LightningDataModule):
         dataset: str = "mnist",
         classes: list[str] | None = None,
         predict_files: list[str] | str | None = None,
+        augmentation: Distortion = NO_DISTORTION,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore="data_dir")
         self.data_dir = resolve_data_dir(data_dir)
         if self.data_dir.exists() and not self.data_dir.is_dir():
             raise ConfigError(f"data.data_dir {self.data_dir} is a file; it must be a folder (holding MNIST/raw/)")
-        # The folder actually used (after the environment fallback), as text so checkpoints stay weights_only-loadable.
+        # The folder actually used (after the environment fallback), and the augmentation, as plain values so that
+        # checkpoints stay weights_only-loadable.
         self.hparams["data_dir"] = str(self.data_dir)
+        if isinstance(augmentation, dict):  # from a checkpoint's hyperparameters (`load_from_checkpoint`)
+            augmentation = Distortion(**augmentation)
+        self.hparams["augmentation"] = {name: float(value) for name, value in asdict(augmentation).items()}
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.split_seed, self.download, self.dataset = val_size, split_seed, download, dataset
         self.predict_files = [predict_files] if isinstance(predict_files, str) else predict_files
         self.classes = list(classes) if classes else class_names(dataset)
         if len(self.classes) != 10:
             raise ConfigError(f"data.classes must name the 10 labels 0-9, got {len(self.classes)} names")
+        self.augmentation = augmentation
+        self.augmentation_seed: tuple[int, int] | None = None  # (the run's seed, this process), set by setup("fit")
+        self.augmented_batches = 0  # kept in checkpoints: with the seed, it decides the next batch's distortions
+        self.train_loader: TensorLoader | None = None
+        self.restored_train_position: dict[str, int] | None = None
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
         # For `predict`: a name per item (its file), and one message per file that could not be used.
         self.predict_names: list[str] = []
@@ -98,6 +112,8 @@ class MNISTDataModule(L.LightningDataModule):
             self.splits["predict"] = normalize(digits).to(device), torch.arange(len(digits), device=device)
         elif not self.splits:
             self._load_splits(device)
+        if stage == "fit" and self.augmentation:
+            self.augmentation_seed = torch.initial_seed(), self.trainer.global_rank if self.trainer else 0
 
     def _load_splits(self, device: torch.device) -> None:
         ensure_files(self.data_dir, download=False, dataset=self.dataset)
@@ -119,6 +135,28 @@ class MNISTDataModule(L.LightningDataModule):
         self.splits = {name: (x.to(device), y.to(device)) for name, (x, y) in self.splits.items()}
         self.predict_names = [f"test image {index}" for index in range(len(test_labels))]
 
+    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
+        if self.augmentation_seed is None or not self.trainer.training:
+            return batch
+        images, labels = batch
+        # The distortions of batch N of a run come from (seed, process, N) alone: a resumed run needs only the
+        # count, which is the same in every process, and each process of a DDP run draws its own.
+        seed = hash((*self.augmentation_seed, self.augmented_batches)) % 2**63  # (int tuples hash alike everywhere)
+        self.augmented_batches += 1
+        generator = torch.Generator(images.device).manual_seed(seed)
+        return self.augmentation(images, NORMALIZED_RANGE[0], generator), labels
+
+    def state_dict(self) -> dict:
+        """What a resumed run needs beyond Lightning's own state: the number of batches distorted so far, and
+        the position in the training epoch. Lightning keeps that position too, but does not restore it when the
+        model asked for `trainer.estimated_stepping_batches` first, as a schedule does (Lightning issue 20550)."""
+        state = {"train_position": self.train_loader.state_dict()} if self.train_loader else {}
+        return {**state, "augmented_batches": self.augmented_batches}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.augmented_batches = state.get("augmented_batches", 0)
+        self.restored_train_position = state.get("train_position")
+
     def _loader(self, split: str, batch_size: int, training: bool = False) -> TensorLoader:
         images, labels = self.splits[split]
         trainer = self.trainer
@@ -135,7 +173,11 @@ class MNISTDataModule(L.LightningDataModule):
         return TensorLoader(images, labels, sampler)
 
     def train_dataloader(self) -> TensorLoader:
-        return self._loader("train", self.batch_size, training=True)
+        self.train_loader = self._loader("train", self.batch_size, training=True)
+        if self.restored_train_position:
+            self.train_loader.load_state_dict(self.restored_train_position)
+            self.restored_train_position = None
+        return self.train_loader
 
     def val_dataloader(self) -> TensorLoader | list:
         return self._loader("val", self.eval_batch_size) if self.val_size else []

@@ -43,12 +43,14 @@ class LeanLightningModule(L.LightningModule):
             super().__setattr__(name, value)
 
     def log_training_loss(self, loss: Tensor, outputs: Tensor, labels: Tensor) -> None:
-        """What `self.log("train/loss", loss, prog_bar=True)` shows, logged once per window; training
-        accuracy counted; a run whose loss or weights are no longer finite stopped before it logs them."""
+        """What `self.log("train/loss", loss, prog_bar=True)` shows, logged once per window with the
+        learning rate of the window's last step; training accuracy counted; a run whose loss or weights
+        are no longer finite stopped before it logs them."""
         predicted, target = self.task.classes(outputs.detach()), self.task.class_targets(labels)
         if (running_loss := self.count_training_step(loss, predicted, target)) is not None:
             self.check_finite(running_loss)
             self.log("train/loss", running_loss, prog_bar=True, sync_dist=True)
+            self.log_same_everywhere("train/lr", self.optimizers().param_groups[0]["lr"])
 
     def count_training_step(self, loss: Tensor, predicted: Tensor, target: Tensor) -> Tensor | None:
         """Add one step to the counters; at the end of each logging window, the window's mean loss."""

@@ -4,7 +4,8 @@
 - `training_step`: forward pass, loss; Lightning then runs backpropagation and the optimizer step.
 - `validation_step` / `test_step`: the same forward pass and loss, plus accuracy on held-out images.
 - `predict_step`: outputs turned into a class and its probabilities (softmax).
-- `configure_optimizers`: the recipe's SGD, learning rate 0.01, momentum 0.9.
+- `configure_optimizers`: the recipe's SGD, learning rate 0.01, momentum 0.9; optionally a learning-rate
+  schedule (`mnist_ann.schedules`), stepped after every batch.
 
 What the output layer means (10 classes, one binary neuron, or a regression value) lives in
 `mnist_ann.tasks`. The base class, `LeanLightningModule`, is Lightning's `LightningModule` with cheaper
@@ -14,15 +15,18 @@ per-step bookkeeping (`mnist_ann.lean`); `log_training_loss` is its `self.log("t
 from collections.abc import Sequence
 
 import torch
-from jsonargparse.typing import PositiveInt
+from jsonargparse.typing import ClosedUnitInterval, PositiveInt
 from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.wrappers import ClasswiseWrapper
 
+from mnist_ann.errors import ConfigError
 from mnist_ann.lean import LeanLightningModule
 from mnist_ann.network import DIGITS, MLP, NUM_CLASSES
+from mnist_ann.schedules import ScheduleCallable
 from mnist_ann.tasks import PositiveRule, TaskName, accuracy, make_task
 
 Batch = tuple[Tensor, Tensor]
@@ -36,8 +40,8 @@ def recipe_sgd(params) -> torch.optim.Optimizer:
 class MNISTClassifier(LeanLightningModule):
     """Trains the MLP for one of three problem types (`mnist_ann.tasks`) and reports its metrics.
 
-    Logged scalars: `train/loss` (running mean, every `trainer.log_every_n_steps` steps),
-    `train/acc` and `train/lr` per epoch; `val/loss`, `val/acc`, `val/acc_best` per epoch;
+    Logged scalars: `train/loss` and `train/lr` (running mean and the current rate, every
+    `trainer.log_every_n_steps` steps), `train/acc` per epoch; `val/loss`, `val/acc`, `val/acc_best` per epoch;
     `test/loss`, `test/acc`; for the multiclass and regression tasks `test/acc_digit_0` ... `_9`;
     for binary `{val,test}/precision`, `/recall`, `/auroc`; for regression `{val,test}/mae`, `/rmse`.
     `acc` is always the share of images whose predicted class is right (for regression: whose
@@ -46,7 +50,15 @@ class MNISTClassifier(LeanLightningModule):
     Args:
         hidden_sizes: widths of the hidden layers; [] for none (a linear model).
         optimizer: builds the optimizer from the parameters; from a config, `--model.optimizer
-            torch.optim.Adam --model.optimizer.lr 0.001` or any `torch.optim` class with its arguments.
+            torch.optim.Adam --model.optimizer.lr 0.001` or any `torch.optim` class with its arguments
+            (weight decay is the optimizer's `weight_decay`).
+        scheduler: a learning-rate schedule over the whole run, stepped after every batch:
+            `mnist_ann.schedules.OneCycle` or `WarmupCosine`; unset, the optimizer's rate throughout.
+        dropout: the share of each hidden layer's features zeroed while training; 0 for none.
+        input_dropout: the share of input pixels zeroed while training; 0 for none.
+        label_smoothing: for `multiclass`: the share of each target spread evenly over all classes, so
+            that training does not push the logits toward infinite confidence; 0 for none. (`val/loss`
+            and `test/loss` are the same smoothed cross-entropy.)
         task: `multiclass` (10 outputs, softmax), `binary` (1 output, sigmoid) or `regression`
             (1 linear output: the digit's value).
         positive: for `binary`: the digit that is the positive class against the rest, or `even`.
@@ -58,15 +70,22 @@ class MNISTClassifier(LeanLightningModule):
         self,
         hidden_sizes: Sequence[PositiveInt] = (128, 64),
         optimizer: OptimizerCallable = recipe_sgd,
+        scheduler: ScheduleCallable | None = None,
+        dropout: ClosedUnitInterval = 0.0,
+        input_dropout: ClosedUnitInterval = 0.0,
+        label_smoothing: ClosedUnitInterval = 0.0,
         task: TaskName = "multiclass",
         positive: PositiveRule = "0",
         class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["optimizer"])
-        self.task = make_task(task, positive)
-        self.net = MLP(hidden_sizes, num_classes=self.task.outputs)
-        self.optimizer_factory = optimizer
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        try:
+            self.task = make_task(task, positive, label_smoothing)
+        except ValueError as error:
+            raise ConfigError(f"model: {error}") from None
+        self.net = MLP(hidden_sizes, num_classes=self.task.outputs, dropout=dropout, input_dropout=input_dropout)
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.class_names = self.task.class_names(class_names or DIGITS)
         self.metrics = nn.ModuleDict(
             {stage: MetricCollection({"acc": accuracy(self.task), **self.task.metrics()}) for stage in ("val", "test")}
@@ -88,9 +107,6 @@ class MNISTClassifier(LeanLightningModule):
 
     def on_train_start(self) -> None:
         self.val_accuracy_best.reset()  # forget the sanity check's validation
-
-    def on_train_epoch_start(self) -> None:
-        self.log_same_everywhere("train/lr", self.optimizers().param_groups[0]["lr"])
 
     def on_train_epoch_end(self) -> None:
         # Under DDP every process trains on an equal share, so the mean over processes is the exact accuracy.
@@ -133,5 +149,28 @@ class MNISTClassifier(LeanLightningModule):
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self.task.predict(self(images))
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory(self.parameters())
+    def __getstate__(self) -> dict:
+        # A copy of the model (weight averaging keeps one) builds no optimizer; from the command line, the
+        # factories refer back to the CLI and its trainer, which under DDP holds what cannot be copied.
+        return {**super().__getstate__(), "optimizer_factory": None, "scheduler_factory": None}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        # Dropout draws its masks from torch's global random state, which Lightning's checkpoints leave
+        # out: kept here, a resumed run draws the very masks an uninterrupted one would have.
+        checkpoint["random_state"] = torch.get_rng_state()
+        if self.device.type == "cuda":
+            checkpoint["cuda_random_state"] = torch.cuda.get_rng_state(self.device)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "random_state" in checkpoint:
+            torch.set_rng_state(checkpoint["random_state"])
+        if "cuda_random_state" in checkpoint and self.device.type == "cuda":
+            torch.cuda.set_rng_state(checkpoint["cuda_random_state"], self.device)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer | OptimizerLRSchedulerConfig:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        schedule = self.scheduler_factory(optimizer, self.trainer.estimated_stepping_batches)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

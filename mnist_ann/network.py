@@ -1,7 +1,9 @@
 """The artificial neural network itself: a plain PyTorch multilayer perceptron.
 
 Input layer: the 28x28 image flattened to 784 pixel features. Hidden layers: fully connected
-layers with ReLU, each extracting features from the one before. Output layer: one neuron per
+layers with ReLU, each extracting features from the one before; optionally dropout after each, which
+zeroes a random share of the features while training so that no unit can rely on another (Srivastava
+et al. 2014), and does nothing at evaluation. Output layer: one neuron per
 class, returning raw scores (logits); softmax is applied by the loss and at prediction time,
 never here, because cross-entropy on logits is numerically safer than on probabilities.
 """
@@ -18,7 +20,8 @@ DIGITS = [str(digit) for digit in range(NUM_CLASSES)]  # the classes' names, unl
 class MLP(nn.Module):
     """784 -> Linear(784, h1) -> ReLU -> Linear(h1, h2) -> ReLU -> ... -> Linear(hn, outputs).
 
-    Any number of hidden layers, none included (then it is a linear model of the pixels).
+    Any number of hidden layers, none included (then it is a linear model of the pixels). With
+    `dropout`, a Dropout follows each hidden ReLU; with `input_dropout`, one follows the input pixels.
     """
 
     def __init__(
@@ -26,12 +29,18 @@ class MLP(nn.Module):
         hidden_sizes: Sequence[int] = (128, 64),
         in_features: int = IMAGE_PIXELS,
         num_classes: int = NUM_CLASSES,
+        dropout: float = 0.0,
+        input_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
+        if input_dropout:
+            layers.append(nn.Dropout(input_dropout))
         width = in_features
         for size in hidden_sizes:
             layers += [nn.Linear(width, size), nn.ReLU()]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
             width = size
         layers.append(nn.Linear(width, num_classes))
         self.layers = nn.Sequential(*layers)

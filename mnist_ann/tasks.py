@@ -68,7 +68,11 @@ class Task:
 
 
 class MulticlassTask(Task):
-    pass
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        self.label_smoothing = label_smoothing
+
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return F.cross_entropy(outputs, targets, label_smoothing=self.label_smoothing)
 
 
 class BinaryTask(Task):
@@ -132,10 +136,18 @@ class RegressionTask(Task):
             metric.update(self.values(outputs), labels.float())
 
 
-def make_task(task: TaskName, positive: PositiveRule = "0") -> Task:
+def make_task(task: TaskName, positive: PositiveRule = "0", label_smoothing: float = 0.0) -> Task:
+    """The task by name; `label_smoothing` is the multiclass cross-entropy's (training and evaluation alike)."""
     if task not in get_args(TaskName) or positive not in get_args(PositiveRule):  # (the command line checks this)
         raise ValueError(f"unknown task {task!r} or positive class {positive!r}")
-    return {"multiclass": MulticlassTask, "binary": lambda: BinaryTask(positive), "regression": RegressionTask}[task]()
+    if label_smoothing and task != "multiclass":
+        raise ValueError(f"label smoothing is for the multiclass task's cross-entropy, not {task}")
+    tasks = {
+        "multiclass": lambda: MulticlassTask(label_smoothing),
+        "binary": lambda: BinaryTask(positive),
+        "regression": RegressionTask,
+    }
+    return tasks[task]()
 
 
 def accuracy(task: Task) -> MulticlassAccuracy | BinaryAccuracy:

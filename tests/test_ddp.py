@@ -6,7 +6,16 @@ import pytest
 import torch
 
 from tests.helpers.accuracy import single_process_test_accuracy
-from tests.helpers.commands import CONFIG, REPO, free_port, run_cli, table_values, unexpected_warnings
+from tests.helpers.commands import (
+    CONFIG,
+    LEVERS,
+    REPO,
+    assert_same_weights,
+    free_port,
+    run_cli,
+    table_values,
+    unexpected_warnings,
+)
 from tests.helpers.synthetic import bar_picture, write_mnist
 
 DDP_CONFIG = str(REPO / "configs" / "ddp.yaml")
@@ -45,9 +54,9 @@ def last_checkpoint(workdir, version: int) -> dict:
 
 @pytest.fixture(scope="module")
 def two_process_run(synthetic_data_dir, tmp_path_factory):
-    """The arguments of a 2-process CPU fit of 3 epochs (16 steps each), and the weights it ends with."""
+    """The arguments of a 2-process CPU fit of 3 epochs (16 steps each), all levers on, and its final weights."""
     args = ["fit", "--config", CONFIG, "--config", DDP_CONFIG, "--data.data_dir", str(synthetic_data_dir)]
-    args += ["--data.val_size", "200", "--trainer.max_epochs", "3", "--trainer.log_every_n_steps", "5"]
+    args += ["--data.val_size", "200", "--trainer.max_epochs", "3", "--trainer.log_every_n_steps", "5", *LEVERS]
     workdir = tmp_path_factory.mktemp("ddp-whole")
     run_ddp(args, workdir)
     return args, last_checkpoint(workdir, 0)
@@ -80,8 +89,7 @@ def test_sigterm_stops_every_process_at_one_step_and_the_run_resumes_exactly(
     run_cli(*args, *resumed, cwd=tmp_path, env=env, timeout=240)
     final = last_checkpoint(tmp_path, 1)
     assert final["global_step"] == whole["global_step"] == 48
-    for name, tensor in whole["state_dict"].items():
-        assert torch.equal(tensor, final["state_dict"][name]), name
+    assert_same_weights(final, whole)
 
 
 @pytest.mark.slow

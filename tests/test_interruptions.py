@@ -1,6 +1,7 @@
 """Runs that are stopped: by SIGKILL, SIGTERM or Ctrl-C mid-epoch, or by a full disk. Each uses the default
-config with all its callbacks, as users run it, and a resumed run must end with the very weights of one
-that was never stopped."""
+config with all its callbacks, as users run it, with every lever that has state or randomness of its own
+(a schedule, dropout, augmentation, weight averaging), and a resumed run must end with the very weights
+of one that was never stopped."""
 
 import contextlib
 import os
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers.commands import CONFIG, main_error, run_cli
+from tests.helpers.commands import CONFIG, LEVERS, assert_same_weights, main_error, run_cli
 
 EPOCHS, STEPS_PER_EPOCH = 3, 16  # 1,000 synthetic training images in batches of 64
 STOP_AT = 23  # in the middle of the second epoch, three steps after a 5-step checkpoint
@@ -39,6 +40,7 @@ def fit_args(data_dir) -> list[str]:
         str(EPOCHS),
         "--trainer.log_every_n_steps",
         "5",
+        *LEVERS,
     ]
 
 
@@ -57,8 +59,7 @@ def uninterrupted(synthetic_data_dir, tmp_path_factory) -> dict:
 
 def assert_same_run(resumed: dict, whole: dict) -> None:
     assert resumed["global_step"] == whole["global_step"] == EPOCHS * STEPS_PER_EPOCH
-    for name, tensor in whole["state_dict"].items():  # weights, and the counters behind the logged metrics
-        assert torch.equal(tensor, resumed["state_dict"][name]), name
+    assert_same_weights(resumed, whole)
 
 
 @pytest.mark.slow

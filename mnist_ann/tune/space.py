@@ -141,7 +141,8 @@ class Plan:
 
 def trial_config(config: dict, search: Search, values: dict[str, Any], folder: Path, number: int) -> dict:
     """The fit config of one trial: the base config with the trial's values, trained for the study's epochs
-    on one device in its own run folder, without checkpoints, progress bar or pictures beyond its scalars."""
+    on one device in its own run folder, without checkpoints, progress bar or pictures beyond its scalars
+    (weight averaging, which changes what is validated, stays)."""
     trial = copy.deepcopy(config)
     trainer = trial["trainer"]
     if not isinstance(trainer.get("logger"), dict) or "TensorBoardLogger" not in trainer["logger"]["class_path"]:
@@ -158,10 +159,11 @@ def trial_config(config: dict, search: Search, values: dict[str, Any], folder: P
         enable_model_summary=False,
     )
     trainer["logger"]["init_args"].update(save_dir=str(folder.parent), name=folder.name, version=f"trial_{number:04d}")
-    monitors = [c for c in trainer.get("callbacks") or [] if c["class_path"].endswith("TensorBoardMonitor")]
+    callbacks = trainer.get("callbacks") or []
+    monitors = [c for c in callbacks if c["class_path"].endswith("TensorBoardMonitor")]
     for monitor in monitors:
         monitor["init_args"].update(weights=False, projector=False, attributions=False)
-    trainer["callbacks"] = monitors
+    trainer["callbacks"] = monitors + [c for c in callbacks if c["class_path"].endswith("WeightAveraging")]
     for key, value in values.items():
         node = set_dotted(trial, key, copy.deepcopy(value))  # (the parser converts what it is given in place)
         if key.endswith("class_path"):

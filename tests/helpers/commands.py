@@ -11,10 +11,31 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = str(REPO / "configs" / "default.yaml")
 REAL_DATA_DIR = Path(os.environ.get("MNIST_ANN_DATA_DIR") or REPO.parent / "shared" / "data")
+
+
+# Every lever with state or randomness of its own (a schedule, dropout, augmentation, weight averaging): the
+# resume tests run with them, so that "resumes exactly" holds for them too.
+LEVERS = [
+    "--model.dropout=0.2",
+    "--model.scheduler=mnist_ann.schedules.OneCycle",
+    "--data.augmentation.rotation=10",
+    "--data.augmentation.elastic_alpha=20",
+    "--trainer.callbacks+=EMAWeightAveraging",
+    "--trainer.callbacks.decay=0.9",
+    "--trainer.callbacks.use_buffers=false",
+]
+
+
+def assert_same_weights(resumed: dict, whole: dict) -> None:
+    """Two checkpoints hold the same averaged weights, weights being trained, and counters behind the metrics."""
+    for weights in ("state_dict", "current_model_state"):
+        for name, tensor in whole[weights].items():
+            assert torch.equal(tensor, resumed[weights][name]), (weights, name)
 
 
 def table_values(output: str, metric: str) -> list[float]:

@@ -1,0 +1,199 @@
+"""What each lever does: the recipe with one change at a time, then the best recipe with one lever removed.
+
+Every row is a real `mnist-ann fit` (then `test --ckpt_path best`) on the real MNIST, for 3 seeds; the
+table gives each row's mean test accuracy, its spread (lowest-highest) and the mean `fit` wall time,
+and a plot puts test accuracy against training time. Results are kept one line per finished run in
+`<out>/runs.jsonl`, so that a second invocation resumes where the first stopped.
+
+    python benchmarks/ablation.py --data-dir ../shared/data [--out ablation] [--seeds 1 2 3] [--only NAME ...]
+
+The "without" rows start from `configs/best-augmented.yaml` trained for a shorter schedule (the table says
+how long), so that the whole ablation runs in about an hour on a 2-core CPU.
+"""
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPE, BEST = ROOT / "configs" / "default.yaml", ROOT / "configs" / "best-augmented.yaml"
+SHORT_EPOCHS = 8  # of the "without" rows
+EMA = {
+    "class_path": "lightning.pytorch.callbacks.EMAWeightAveraging",
+    "init_args": {"decay": 0.999, "use_buffers": False},
+}
+ONE_CYCLE = {"class_path": "mnist_ann.schedules.OneCycle", "init_args": {"max_lr": 0.1}}
+AFFINE = {"rotation": 10, "scale": 0.1, "shear": 10, "translation": 0.05}
+ELASTIC = {"elastic_alpha": 36, "elastic_sigma": 6}
+NO_AUGMENTATION = dict.fromkeys([*AFFINE, "elastic_alpha"], 0)
+
+# name -> (what it changes, the overlay on the recipe). An overlay is a config: nested dicts, as in YAML.
+ONE_CHANGE = {
+    "recipe": ("784-128-64-10, SGD 0.01/0.9, batch 64, 10 epochs", {}),
+    "wider": ("hidden layers 512-256", {"model": {"hidden_sizes": [512, 256]}}),
+    "much wider": ("hidden layers 1024-1024", {"model": {"hidden_sizes": [1024, 1024]}}),
+    "deeper": ("hidden layers 128-128-128-64", {"model": {"hidden_sizes": [128, 128, 128, 64]}}),
+    "more epochs": ("30 epochs", {"trainer": {"max_epochs": 30}}),
+    "Adam": (
+        "Adam, lr 0.001",
+        {"model": {"optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.001}}}},
+    ),
+    "one-cycle": ("one-cycle schedule, peak lr 0.1", {"model": {"scheduler": ONE_CYCLE}}),
+    "dropout": ("dropout 0.2 after each hidden layer", {"model": {"dropout": 0.2}}),
+    "weight decay": ("weight decay 5e-4", {"model": {"optimizer": {"init_args": {"weight_decay": 0.0005}}}}),
+    "label smoothing": ("label smoothing 0.1", {"model": {"label_smoothing": 0.1}}),
+    "weight averaging": ("EMA of the weights, decay 0.999", {"trainer": {"callbacks+": [EMA]}}),
+    "affine augmentation": ("rotate, scale, shear, shift", {"data": {"augmentation": AFFINE}}),
+    "elastic augmentation": ("elastic distortion", {"data": {"augmentation": ELASTIC}}),
+}
+WITHOUT = {
+    "best, short": (f"configs/best-augmented.yaml, {SHORT_EPOCHS} epochs", {}),
+    "- width": ("hidden layers 128-64", {"model": {"hidden_sizes": [128, 64]}}),
+    "- one-cycle": (
+        "the optimizer's rate 0.01 throughout",
+        {"model": {"scheduler": None, "optimizer": {"init_args": {"lr": 0.01}}}},
+    ),
+    "- dropout": ("no dropout", {"model": {"dropout": 0.0}}),
+    "- label smoothing": ("plain cross-entropy", {"model": {"label_smoothing": 0.0}}),
+    "- weight averaging": ("the last weights, not their average", "no EMA"),
+    "- augmentation": ("no distortions", {"data": {"augmentation": NO_AUGMENTATION}}),
+    "- elastic": ("affine distortions only", {"data": {"augmentation": {"elastic_alpha": 0}}}),
+}
+
+
+def without_averaging(config: dict) -> dict:
+    callbacks = config["trainer"]["callbacks+"]
+    return {
+        **config,
+        "trainer": {
+            **config["trainer"],
+            "callbacks+": [c for c in callbacks if "WeightAveraging" not in c["class_path"]],
+        },
+    }
+
+
+def configs_of(name: str, folder: Path) -> list[Path]:
+    """The config files of a row: the recipe, then its overlay (for the "without" rows, the best recipe's first)."""
+    if name in ONE_CHANGE:
+        overlays = [ONE_CHANGE[name][1]]
+    else:
+        best = yaml.safe_load(BEST.read_text())
+        best["trainer"]["max_epochs"] = SHORT_EPOCHS
+        change = WITHOUT[name][1]
+        overlays = [without_averaging(best)] if change == "no EMA" else [best, change]
+    paths = [RECIPE]
+    for index, overlay in enumerate(overlay for overlay in overlays if overlay):
+        path = folder / f"{re.sub(r'[^a-z]+', '-', name.lower()).strip('-')}-{index}.yaml"
+        path.write_text(yaml.safe_dump(overlay))
+        paths.append(path)
+    return paths
+
+
+def run(name: str, seed: int, data_dir: Path, out: Path) -> dict:
+    folder = out / "runs" / f"{re.sub(r'[^a-z]+', '-', name.lower()).strip('-')}-seed{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    configs = [arg for path in configs_of(name, out) for arg in ("--config", str(path))]
+    common = [*configs, "--data.data_dir", str(data_dir), "--seed_everything", str(seed)]
+    common += ["--trainer.logger.init_args.save_dir", str(folder)]
+    command = [sys.executable, "-m", "mnist_ann"]
+    start = time.perf_counter()
+    subprocess.run(
+        [*command, "fit", *common, "--trainer.enable_progress_bar", "false"], check=True, capture_output=True
+    )
+    fit_seconds = time.perf_counter() - start
+    tested = subprocess.run(
+        [*command, "test", *common, "--ckpt_path", "best"], check=True, capture_output=True, text=True
+    )
+    accuracy = float(re.findall(r"test/acc[\s│]+([\d.]+)", tested.stdout)[0])
+    return {"row": name, "seed": seed, "test_acc": accuracy, "fit_s": round(fit_seconds, 1)}
+
+
+def table(results: list[dict]) -> list[dict]:
+    rows = []
+    for name, (change, _) in {**ONE_CHANGE, **WITHOUT}.items():
+        runs = [result for result in results if result["row"] == name]
+        if runs:
+            accuracies = [100 * result["test_acc"] for result in runs]
+            rows.append(
+                {
+                    "row": name,
+                    "change": change,
+                    "seeds": len(runs),
+                    "mean": statistics.mean(accuracies),
+                    "low": min(accuracies),
+                    "high": max(accuracies),
+                    "fit_s": statistics.mean(result["fit_s"] for result in runs),
+                }
+            )
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| row | change | test accuracy, mean (low-high) | fit s |", "| --- | --- | ---: | ---: |"]
+    for row in rows:
+        spread = f"{row['mean']:.2f}% ({row['low']:.2f}-{row['high']:.2f}, {row['seeds']} seeds)"
+        lines.append(f"| {row['row']} | {row['change']} | {spread} | {row['fit_s']:.0f} |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(9, 6), dpi=110)
+    for row in rows:
+        colour = "tab:blue" if row["row"] in ONE_CHANGE else "tab:orange"
+        axes.errorbar(
+            row["fit_s"],
+            row["mean"],
+            yerr=[[row["mean"] - row["low"]], [row["high"] - row["mean"]]],
+            fmt="o",
+            color=colour,
+            capsize=3,
+        )
+        axes.annotate(row["row"], (row["fit_s"], row["mean"]), textcoords="offset points", xytext=(6, -3), fontsize=8)
+    axes.set_xscale("log")
+    axes.set_xlabel("fit wall time, seconds (log scale; 2-core CPU)")
+    axes.set_ylabel("test accuracy, % (mean of seeds; bars: lowest to highest)")
+    axes.set_title("Blue: the recipe with one change. Orange: the best recipe (short) with one lever removed.")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--out", type=Path, default=Path("ablation"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--only", nargs="+", choices=[*ONE_CHANGE, *WITHOUT], help="these rows alone")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    record = args.out / "runs.jsonl"
+    results = [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
+    for name in args.only or [*ONE_CHANGE, *WITHOUT]:
+        for seed in args.seeds:
+            if any(result["row"] == name and result["seed"] == seed for result in results):
+                continue  # measured by an earlier invocation
+            result = run(name, seed, args.data_dir.resolve(), args.out.resolve())
+            print(json.dumps(result), flush=True)
+            results.append(result)
+            with record.open("a") as file:
+                file.write(json.dumps(result) + "\n")
+    rows = table(results)
+    print(markdown(rows))
+    plot(rows, args.out / "ablation.png")
+    print(f"plot: {args.out / 'ablation.png'}")
+
+
+if __name__ == "__main__":
+    main()
