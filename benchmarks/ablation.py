@@ -8,7 +8,7 @@ and a plot puts test accuracy against training time. Results are kept one line p
     python benchmarks/ablation.py --data-dir ../shared/data [--out ablation] [--seeds 1 2 3] [--only NAME ...]
 
 The "without" rows start from `configs/best-augmented.yaml` trained for a shorter schedule (the table says
-how long), so that the whole ablation runs in about an hour on a 2-core CPU.
+how long), to keep the whole ablation short enough for one sitting on a 2-core CPU.
 """
 
 import argparse

@@ -32,6 +32,8 @@ DEPENDENCY_NOISE = [
     (UserWarning, "Couldn't infer the batch indices fetched from your dataloader"),
     # Values every process holds alike are logged without a collective (mnist_ann.lean.log_same_everywhere).
     (Warning, r"It is recommended to use `self.log\('(train/lr|val/acc_best|test/acc_digit_\d)'"),
+    # test/validate/predict of a run trained with weight averaging: its checkpoints already hold the averaged weights.
+    (UserWarning, "You're using the WeightAveraging callback, but loading a checkpoint outside the 'fit' stage"),
 ]
 
 # Log lines of Lightning that advertise, or that the command's own last line says better: a run stopped

@@ -233,6 +233,19 @@ def test_the_shipped_search_space_is_valid(synthetic_data_dir, tmp_path, monkeyp
     assert len(load(tmp_path).get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 1
 
 
+def test_trials_over_a_recipe_with_weight_averaging_validate_the_averaged_weights(
+    synthetic_data_dir, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    space = {"model.dropout": {"choices": [0.1]}}
+    study = study_config(tmp_path, 1, epochs=1, **space)
+    best = str(REPO / "configs" / "best.yaml")
+    run_main(monkeypatch, "tune", "--config", CONFIG, "--config", best, "--config", study, *data(synthetic_data_dir))
+    trial = yaml.safe_load((tmp_path / "tune" / "tune" / "trial_0000" / "config.yaml").read_text())
+    kept = [callback["class_path"].rsplit(".", 1)[1] for callback in trial["trainer"]["callbacks"]]
+    assert kept == ["TensorBoardMonitor", "EMAWeightAveraging"] and trial["model"]["dropout"] == 0.1
+
+
 def test_an_integer_range_on_a_log_scale_draws_integers(synthetic_data_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     space = {"data.batch_size": {"low": 32, "high": 256, "log": True}}
