@@ -6,6 +6,7 @@
 - `predict_step`: outputs turned into a class and its probabilities (softmax).
 - `configure_optimizers`: the recipe's SGD, learning rate 0.01, momentum 0.9; optionally a learning-rate
   schedule (`mnist_ann.schedules`), stepped after every batch.
+- `optimizer_step`: the optimizer's update, then, with `max_norm`, the limit on the weights' size.
 
 What the output layer means (10 classes, one binary neuron, or a regression value) lives in
 `mnist_ann.tasks`. The base class, `LeanLightningModule`, is Lightning's `LightningModule` with cheaper
@@ -15,7 +16,7 @@ per-step bookkeeping (`mnist_ann.lean`); `log_training_loss` is its `self.log("t
 from collections.abc import Sequence
 
 import torch
-from jsonargparse.typing import ClosedUnitInterval, PositiveInt
+from jsonargparse.typing import ClosedUnitInterval, PositiveFloat, PositiveInt
 from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
@@ -56,6 +57,8 @@ class MNISTClassifier(LeanLightningModule):
             `mnist_ann.schedules.OneCycle` or `WarmupCosine`; unset, the optimizer's rate throughout.
         dropout: the share of each hidden layer's features zeroed while training; 0 for none.
         input_dropout: the share of input pixels zeroed while training; 0 for none.
+        max_norm: after every step, each hidden unit's incoming weights are scaled back to this length where
+            they are longer (Srivastava et al. 2014 used 3-4 with dropout); unset for no limit.
         label_smoothing: for `multiclass`: the share of each target spread evenly over all classes, so
             that training does not push the logits toward infinite confidence; 0 for none. (`val/loss`
             and `test/loss` are the same smoothed cross-entropy.)
@@ -73,6 +76,7 @@ class MNISTClassifier(LeanLightningModule):
         scheduler: ScheduleCallable | None = None,
         dropout: ClosedUnitInterval = 0.0,
         input_dropout: ClosedUnitInterval = 0.0,
+        max_norm: PositiveFloat | None = None,
         label_smoothing: ClosedUnitInterval = 0.0,
         task: TaskName = "multiclass",
         positive: PositiveRule = "0",
@@ -86,6 +90,7 @@ class MNISTClassifier(LeanLightningModule):
             raise ConfigError(f"model: {error}") from None
         self.net = MLP(hidden_sizes, num_classes=self.task.outputs, dropout=dropout, input_dropout=input_dropout)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.max_norm = max_norm
         self.class_names = self.task.class_names(class_names or DIGITS)
         self.metrics = nn.ModuleDict(
             {stage: MetricCollection({"acc": accuracy(self.task), **self.task.metrics()}) for stage in ("val", "test")}
@@ -167,6 +172,11 @@ class MNISTClassifier(LeanLightningModule):
             torch.set_rng_state(checkpoint["random_state"])
         if "cuda_random_state" in checkpoint and self.device.type == "cuda":
             torch.cuda.set_rng_state(checkpoint["cuda_random_state"], self.device)
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        if self.max_norm:  # here, so that weight averaging (a callback after the step) averages limited weights
+            self.net.limit_incoming_norms(self.max_norm)
 
     def configure_optimizers(self) -> torch.optim.Optimizer | OptimizerLRSchedulerConfig:
         optimizer = self.optimizer_factory(self.parameters())

@@ -3,13 +3,15 @@
 Input layer: the 28x28 image flattened to 784 pixel features. Hidden layers: fully connected
 layers with ReLU, each extracting features from the one before; optionally dropout after each, which
 zeroes a random share of the features while training so that no unit can rely on another (Srivastava
-et al. 2014), and does nothing at evaluation. Output layer: one neuron per
+et al. 2014), and does nothing at evaluation; optionally a max-norm limit on each hidden unit's incoming
+weights (the same paper), which lets dropout train at high learning rates. Output layer: one neuron per
 class, returning raw scores (logits); softmax is applied by the loss and at prediction time,
 never here, because cross-entropy on logits is numerically safer than on probabilities.
 """
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor, nn
 
 IMAGE_PIXELS = 28 * 28
@@ -48,6 +50,14 @@ class MLP(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         """Map a batch of images (N, 1, 28, 28) or flat vectors (N, 784) to logits (N, num_classes)."""
         return self.layers(images)
+
+    @torch.no_grad()
+    def limit_incoming_norms(self, max_norm: float) -> None:
+        """Max-norm: each hidden unit's incoming weights (a row of its layer's weight matrix) scaled back to length
+        `max_norm` where they are longer. Applied after every optimizer step, it bounds the weights however large
+        the steps, instead of pulling all of them toward 0 as weight decay does."""
+        for layer in [layer for layer in self.layers if isinstance(layer, nn.Linear)][:-1]:
+            layer.weight.renorm_(2, 0, max_norm)
 
     def layer_outputs(self, images: Tensor) -> list[Tensor]:
         """The same forward pass, one layer at a time: each hidden layer's activations (after its ReLU),

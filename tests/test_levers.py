@@ -85,6 +85,47 @@ def test_dropout_is_on_while_training_and_off_at_evaluation():
     torch.testing.assert_close(network(images), without_dropout(images), rtol=0, atol=0)
 
 
+def incoming_norms(weights: torch.Tensor) -> torch.Tensor:
+    return weights.norm(dim=1)
+
+
+def test_max_norm_shortens_only_the_hidden_units_incoming_weights_that_are_too_long():
+    network = MLP((16, 8))
+    hidden, output = network.layers[1], network.layers[-1]
+    with torch.no_grad():
+        hidden.weight[:4] *= 100  # four units whose weights grew long
+        output.weight.mul_(100)
+    short_rows, output_before = hidden.weight[4:].clone(), output.weight.clone()
+    network.limit_incoming_norms(1.0)
+    torch.testing.assert_close(incoming_norms(hidden.weight[:4]), torch.ones(4))
+    assert torch.equal(hidden.weight[4:], short_rows)
+    assert torch.equal(output.weight, output_before)  # the output layer's units are not hidden units
+
+
+def test_max_norm_holds_after_every_step_of_a_run_and_for_the_averaged_weights(synthetic_data_dir, tmp_path):
+    L.seed_everything(0)
+    limit = 0.3
+
+    class Check(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            for name, weights in pl_module.named_parameters():
+                if name in ("net.layers.1.weight", "net.layers.3.weight"):
+                    assert incoming_norms(weights).max() <= limit + 1e-5, (batch_idx, name)
+
+    trainer = L.Trainer(
+        max_epochs=1,
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_progress_bar=False,
+        callbacks=[Check(), EMAWeightAveraging(decay=0.9, use_buffers=False)],
+    )
+    model = MNISTClassifier(hidden_sizes=[32, 16], max_norm=limit, optimizer=lambda p: torch.optim.SGD(p, lr=1.0))
+    trainer.fit(model, MNISTDataModule(synthetic_data_dir, val_size=200))
+    averaged = torch.load(trainer.checkpoint_callback.best_model_path, weights_only=True)["state_dict"]
+    assert incoming_norms(averaged["net.layers.1.weight"]).max() <= limit + 1e-5  # an average of limited rows
+    assert incoming_norms(averaged["net.layers.1.weight"]).max() > limit * 0.9  # and the limit was reached
+
+
 def test_label_smoothing_is_the_smoothed_cross_entropy_and_only_for_ten_classes(monkeypatch, synthetic_data_dir):
     model, logits, labels = MNISTClassifier(label_smoothing=0.1), torch.randn(4, 10), torch.tensor([0, 3, 5, 9])
     torch.testing.assert_close(model.task.loss(logits, labels), F.cross_entropy(logits, labels, label_smoothing=0.1))
@@ -96,8 +137,8 @@ def test_every_lever_is_an_option_that_help_describes(capsys, monkeypatch):
     with pytest.raises(SystemExit):
         run_main(monkeypatch, "fit", "--help")
     shown = capsys.readouterr().out
-    for option in ("--model.scheduler", "--model.dropout", "--model.input_dropout", "--model.label_smoothing"):
-        assert option in shown
+    for option in ("scheduler", "dropout", "input_dropout", "max_norm", "label_smoothing"):
+        assert f"--model.{option}" in shown
     for option in ("rotation", "scale", "shear", "translation", "elastic_alpha", "elastic_sigma"):
         assert f"--data.augmentation.{option}" in shown
 
