@@ -9,6 +9,7 @@ Beyond plain LightningCLI:
 - The optimizer is built once up front, so a bad learning rate is refused before the data loads.
 - A config error is the parser's `error:` line with a pointer to `--help`, not the full usage first.
 - `fit` stopped by SIGTERM or Ctrl-C saves its step and exits 143 or 130; a full disk is one message.
+- `fit` ends with what it reached, where `best.ckpt` is, and the command that tests it.
 """
 
 import argparse
@@ -218,6 +219,12 @@ class MNISTCLI(LightningCLI):
         finally:
             signal.signal(signal.SIGINT, previous)
 
+    def after_fit(self) -> None:
+        """A `fit` from the command line ends with its summary (a tune trial's is in the study's report)."""
+        on_command_line = self.command_line and self.trainer.is_global_zero
+        if on_command_line and (summary := fit_summary(self.trainer, self.command_line)):
+            rank_zero_info(summary)
+
     def _forget_unstarted_run(self) -> None:
         """A run refused before its first step (a setting the data cannot take) leaves no run folder: Lightning
         made one, with an empty event file, that TensorBoard would list as a run."""
@@ -270,6 +277,22 @@ class MNISTCLI(LightningCLI):
     def after_predict(self) -> None:
         if failures := self.datamodule.predict_failures:
             raise DataError(f"{len(failures)} of the files given could not be predicted (see the messages above)")
+
+
+def fit_summary(trainer, command_line: list[str]) -> str:
+    """The best checkpoint's score and epoch (counted from 0, as the progress bar counts), and how to test it."""
+    best = next((callback for callback in trainer.checkpoint_callbacks if callback.monitor), None)
+    if best is None or not best.best_model_path or best.best_model_score is None:
+        return ""
+    score = best.best_model_score.item()
+    shown = f"{score:.2%}" if best.monitor.endswith("acc") else f"{score:.4g}"
+    path = str(Path(best.best_model_path))  # (without Lightning's leading ./)
+    epoch = torch.load(path, map_location="cpu", weights_only=True)["epoch"]
+    test = ["mnist-ann", "test", *without_option(command_line[1:], "--ckpt_path"), "--ckpt_path", path]
+    return (
+        f"Best {best.monitor} {shown} in epoch {epoch} (of 0-{trainer.current_epoch - 1}), kept as {path}\n"
+        f"Test it on the test images: {shlex.join(test)}"
+    )
 
 
 def config_files(args: list[str]) -> list[str]:

@@ -136,8 +136,8 @@ class MNISTDataModule(L.LightningDataModule):
         self.predict_names = [f"test image {index}" for index in range(len(test_labels))]
 
     def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
-        if self.augmentation_seed is None or not self.trainer.training:
-            return batch
+        if self.augmentation_seed is None or not self.trainer.training or not isinstance(batch, (tuple, list)):
+            return batch  # (a lone tensor: the model summary's example image, not a training batch)
         images, labels = batch
         # The distortions of batch N of a run come from (seed, process, N) alone: a resumed run needs only the
         # count, which is the same in every process, and each process of a DDP run draws its own.

@@ -84,6 +84,8 @@ class MNISTClassifier(LeanLightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        # One image: the model summary at the start of `fit` shows each layer's input and output sizes and FLOPs.
+        self.example_input_array = torch.zeros(1, 1, 28, 28)
         try:
             self.task = make_task(task, positive, label_smoothing)
         except ValueError as error:

@@ -2,6 +2,7 @@
 run once per module and checked by several tests; what needs no process of its own runs in this one."""
 
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,23 @@ def test_fit_shows_running_loss_and_validation_accuracy_and_saves_run(trained_ru
     run = workdir / "lightning_logs" / "version_0"
     assert {"best.ckpt", "last.ckpt"} <= {path.name for path in (run / "checkpoints").iterdir()}
     assert (run / "config.yaml").is_file() and list(run.glob("events.out.tfevents.*"))
+
+
+def test_fit_ends_with_its_best_epoch_the_checkpoint_and_the_command_that_tests_it(trained_run):
+    workdir, _, fit = trained_run
+    output = fit.stdout + fit.stderr
+    best = "lightning_logs/version_0/checkpoints/best.ckpt"
+    assert re.search(rf"Best val/acc \d+\.\d\d% in epoch 0 \(of 0-0\), kept as \S*{best}\n", output)
+    [command] = re.findall(r"Test it on the test images: (mnist-ann test .*)", output)
+    assert command.endswith(f"--ckpt_path {best}") and "--data.val_size 200" in command
+    tested = run_cli(*shlex.split(command)[1:], cwd=workdir)  # as printed
+    assert table_values(tested.stdout, "test/acc")
+
+
+def test_the_model_summary_shows_each_layers_sizes_and_the_networks_flops(trained_run):
+    output = trained_run[2].stdout + trained_run[2].stderr
+    assert re.search(r"\| net +\| MLP +\| 109 K .*\| 218 K +\| \[1, 1, 28, 28\] \| \[1, 10\]", output)
+    assert "Total Flops" in output and not re.search(r"^0 +Total Flops", output, re.MULTILINE)
 
 
 def test_test_from_best_checkpoint_in_a_fresh_process_prints_the_table(commands):
