@@ -55,7 +55,7 @@ ONE_CHANGE = {
     "one-cycle": ("one-cycle schedule, peak lr 0.1", {"model": {"scheduler": ONE_CYCLE}}),
     "dropout": ("dropout 0.2 after each hidden layer", {"model": {"dropout": 0.2}}),
     "weight decay": ("weight decay 5e-4", {"model": {"optimizer": {"init_args": {"weight_decay": 0.0005}}}}),
-    "max-norm": ("hidden units' incoming weights no longer than 2", {"model": {"max_norm": 2.0}}),
+    "max-norm": ("hidden units' incoming weights no longer than 1", {"model": {"max_norm": 1.0}}),
     "label smoothing": ("label smoothing 0.1", {"model": {"label_smoothing": 0.1}}),
     "weight averaging": ("EMA of the weights, decay 0.999", {"trainer": {"callbacks+": [EMA]}}),
     "affine augmentation": ("rotate, scale, shear, shift", {"data": {"augmentation": AFFINE}}),
