@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import Callback, EMAWeightAveraging
 
 from mnist_ann.augment import Distortion
 from mnist_ann.data import NORMALIZED_RANGE, MNISTDataModule
+from mnist_ann.export import export
 from mnist_ann.model import MNISTClassifier
 from mnist_ann.network import MLP
 from mnist_ann.schedules import OneCycle, WarmupCosine
@@ -239,7 +240,7 @@ def test_each_process_of_a_run_draws_its_own_distortions(synthetic_data_dir):
 # Weight averaging
 
 
-def test_weight_averaging_checkpoints_hold_the_averaged_weights_that_test_uses(synthetic_data_dir, tmp_path):
+def test_weight_averaging_checkpoints_hold_the_averaged_weights_that_test_and_export_use(synthetic_data_dir, tmp_path):
     L.seed_everything(0)
     averaging = EMAWeightAveraging(decay=0.9, use_buffers=False)
     trainer = L.Trainer(
@@ -259,6 +260,9 @@ def test_weight_averaging_checkpoints_hold_the_averaged_weights_that_test_uses(s
     images, labels = data.splits["test"]
     by_hand.eval()
     assert tested == pytest.approx((by_hand(images).argmax(1) == labels).float().mean().item())
+
+    program = torch.export.load(export(trainer.checkpoint_callback.best_model_path, str(tmp_path / "out"), False)[0])
+    torch.testing.assert_close(program.module()(images[:50]), by_hand(images[:50]))  # export: the averaged weights
 
 
 # The recipes
