@@ -6,6 +6,7 @@ import os
 import signal
 import sqlite3
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -47,8 +48,11 @@ def load(tmp_path, name: str = "tune") -> optuna.Study:
 def test_a_study_runs_its_trials_and_writes_a_best_config_that_fit_runs(synthetic_data_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run_tune(monkeypatch, study_config(tmp_path), synthetic_data_dir)
-    trials = load(tmp_path).get_trials()
+    study = load(tmp_path)
+    trials = study.get_trials()
     assert [trial.state for trial in trials] == [TrialState.COMPLETE] * 3
+    assert study.metric_names == ["val/acc_best"]  # named, for optuna-dashboard
+    assert [Path(trial.user_attrs["run"]).name for trial in trials] == ["trial_0000", "trial_0001", "trial_0002"]
     assert sorted(path.name for path in (tmp_path / "tune" / "tune").iterdir() if path.is_dir()) == [
         "trial_0000",
         "trial_0001",

@@ -13,7 +13,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import TrialState
 
 from mnist_ann.errors import ConfigError
-from mnist_ann.tune.space import Plan, Search
+from mnist_ann.tune.space import METRIC, Plan, Search
 
 # What a study keeps of the settings it was started with: going on under others would rank unlike trials.
 KEPT_SETTINGS = ("epochs", "pruner")
@@ -35,6 +35,9 @@ def open_study(storage: str | None, study_plan: Plan, name: str) -> optuna.Study
         where = storage or study_plan.runs / f"{name}.journal"
         raise ConfigError(f"--storage {where}: cannot open it ({str(error).splitlines()[0]})") from None
     check_same_study(study, study_plan)
+    with warnings.catch_warnings():  # (experimental since Optuna 3.2)
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([f"{METRIC}_best"])  # what a trial's value is, in optuna-dashboard and its exports
     retry_dead_trials(study)
     if storage:  # trials of processes on other machines whose heartbeat stopped
         with warnings.catch_warnings():
