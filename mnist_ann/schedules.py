@@ -9,7 +9,7 @@ epoch), so that a config names the shape and never repeats the step count:
     model:
       scheduler:
         class_path: mnist_ann.schedules.OneCycle
-        init_args: {max_lr: 0.1}
+        init_args: {pct_start: 0.2}   # peaking at the optimizer's rate
 """
 
 import math
@@ -26,13 +26,15 @@ ScheduleCallable = Callable[[Optimizer, int], LRScheduler]
 class OneCycle(OneCycleLR):
     """Smith's one-cycle policy (torch's `OneCycleLR`): the rate climbs from `max_lr / div_factor` to
     `max_lr` over the first `pct_start` of the run, then anneals along a cosine to nearly zero; SGD's
-    momentum moves the opposite way, between `base_momentum` and `max_momentum`."""
+    momentum moves the opposite way, between `base_momentum` and `max_momentum`. Without `max_lr`, the
+    peak is the optimizer's own rate, so that the rate a config or a search gives the optimizer is the
+    peak for SGD and Adam alike."""
 
     def __init__(
         self,
         optimizer: Optimizer,
         total_steps: int,
-        max_lr: float = 0.1,
+        max_lr: float | None = None,
         pct_start: float = 0.25,
         div_factor: float = 25.0,
         final_div_factor: float = 1e4,
@@ -41,7 +43,7 @@ class OneCycle(OneCycleLR):
     ) -> None:
         super().__init__(
             optimizer,
-            max_lr=max_lr,
+            max_lr=[group["lr"] for group in optimizer.param_groups] if max_lr is None else max_lr,
             total_steps=total_steps,
             pct_start=pct_start,
             div_factor=div_factor,

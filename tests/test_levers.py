@@ -42,6 +42,12 @@ def test_one_cycle_climbs_to_its_peak_then_anneals_to_almost_nothing():
     assert seen[-1] < 1e-4
 
 
+def test_one_cycle_without_a_peak_peaks_at_the_optimizers_rate_for_sgd_and_adam():
+    adam = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=0.001)
+    for optimizer, rate in ((sgd(0.3), 0.3), (adam, 0.001)):
+        assert max(rates(OneCycle(optimizer, total_steps=50), 50)) == pytest.approx(rate, rel=0.01)
+
+
 def test_warmup_cosine_reaches_the_optimizers_rate_then_falls_to_the_final_ratio():
     seen = rates(WarmupCosine(sgd(0.1), total_steps=100, warmup=0.1, final_ratio=0.01), 100)
     assert seen[0] == pytest.approx(0.01) and seen[9] == pytest.approx(0.1)
