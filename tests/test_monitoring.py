@@ -132,8 +132,10 @@ def get(url: str) -> bytes:
 @pytest.fixture
 def tensorboard_server(runs):
     port = free_port()
+    # As the README starts it, on a free local port.
+    options = ["--logdir", str(runs), "--samples_per_plugin", "images=100", "--host", "127.0.0.1", "--port", str(port)]
     server = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(runs), "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "tensorboard.main", *options],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
