@@ -155,7 +155,7 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[dict], path: Path, threads: int) -> None:
+def plot(rows: list[dict], path: Path, threads: str) -> None:
     import math
 
     import matplotlib
@@ -227,7 +227,8 @@ def main() -> None:
             done.result()
     rows = table(results)
     print(markdown(rows))
-    plot(rows, args.out / "ablation.png", threads)
+    # The runs' own thread counts: earlier invocations may have run with other --jobs.
+    plot(rows, args.out / "ablation.png", "/".join(sorted({str(result.get("threads", "?")) for result in results})))
     print(f"plot: {args.out / 'ablation.png'}")
 
 

@@ -92,7 +92,6 @@ class MNISTClassifier(LeanLightningModule):
             raise ConfigError(f"model: {error}") from None
         self.net = MLP(hidden_sizes, num_classes=self.task.outputs, dropout=dropout, input_dropout=input_dropout)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.max_norm = max_norm
         self.class_names = self.task.class_names(class_names or DIGITS)
         self.metrics = nn.ModuleDict(
             {stage: MetricCollection({"acc": accuracy(self.task), **self.task.metrics()}) for stage in ("val", "test")}
@@ -177,8 +176,8 @@ class MNISTClassifier(LeanLightningModule):
 
     def optimizer_step(self, *args, **kwargs) -> None:
         super().optimizer_step(*args, **kwargs)
-        if self.max_norm:  # here, so that weight averaging (a callback after the step) averages limited weights
-            self.net.limit_incoming_norms(self.max_norm)
+        if self.hparams.max_norm:  # here, so that weight averaging (a callback after the step) averages limited weights
+            self.net.limit_incoming_norms(self.hparams.max_norm)
 
     def configure_optimizers(self) -> torch.optim.Optimizer | OptimizerLRSchedulerConfig:
         optimizer = self.optimizer_factory(self.parameters())

@@ -140,7 +140,10 @@ class Trials:
         if self.received:
             raise StopRequested
         config = trial_config(self.plan.config, self.plan.search, values, self.folder, trial.number)
-        trial.set_user_attr("run", str(self.folder / f"trial_{trial.number:04d}"))  # its TensorBoard run
+        logger = config["trainer"]["logger"]["init_args"]
+        trial.set_user_attr(
+            "run", str(Path(logger["save_dir"], logger["name"], logger["version"]))
+        )  # its TensorBoard run
         callbacks = [PyTorchLightningPruningCallback(trial, monitor=METRIC), PassOn(self.received)]
         try:
             cli = MNISTCLI(args={"fit": config}, callbacks=callbacks, exit_on_error=False)
