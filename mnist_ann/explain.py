@@ -38,9 +38,11 @@ def diverging_colours(values: Tensor, limit: float | Tensor) -> Tensor:
     return torch.from_numpy(matplotlib.colormaps[DIVERGING](scaled.numpy())[..., :3]).float()
 
 
-def weight_tiles(network: MLP, columns: int = 16) -> Tensor:
-    """The first hidden layer's weights as an RGB picture (3, H, W): one 28x28 tile per unit, one scale for all."""
-    weights = next(layer for layer in network.layers if isinstance(layer, torch.nn.Linear)).weight.detach().cpu()
+def weight_tiles(network: MLP, columns: int = 16, units: int | None = None) -> Tensor:
+    """The first hidden layer's weights as an RGB picture (3, H, W): one 28x28 tile per unit (the first `units`
+    of them), one scale for all."""
+    first = next(layer for layer in network.layers if isinstance(layer, torch.nn.Linear))
+    weights = first.weight.detach()[:units].cpu()
     limit = weights.abs().quantile(0.995).clamp_min(1e-8)  # a few extreme weights would wash out the rest
     tiles = diverging_colours(weights.view(-1, 28, 28), limit).permute(0, 3, 1, 2)  # (units, 3, 28, 28)
     return make_grid(tiles, nrow=columns, padding=2, pad_value=0.5)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.browser import CHROMEDRIVER, CHROMIUM
 from tests.helpers.commands import REAL_DATA_DIR
 from tests.helpers.synthetic import write_mnist
 
@@ -36,3 +37,30 @@ def real_data_dir() -> Path:
     if not (raw / "train-images-idx3-ubyte").is_file():
         pytest.skip(f"real MNIST not found in {raw} (set MNIST_ANN_DATA_DIR to a folder holding MNIST/raw/)")
     return REAL_DATA_DIR
+
+
+@pytest.fixture(scope="module")
+def browser():
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
+    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
+        pytest.skip(f"{CHROMIUM} and {CHROMEDRIVER} are needed (apt-get install chromium chromium-driver)")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,1000",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -28,36 +28,9 @@ from PIL import Image
 from mnist_ann.data import MNISTDataModule
 from mnist_ann.idx import load_split
 from mnist_ann.model import MNISTClassifier
-from tests.helpers.commands import finish, free_port, run_main, start_cli, unexpected_warnings
-
-
-def start_server(checkpoint, *args: str, timeout: float = 120):
-    """`mnist-ann serve` on a free port; (process, base URL) once its health check answers."""
-    port = free_port()
-    process = start_cli(
-        "serve", "--ckpt_path", str(checkpoint), "--port", str(port), *args, cwd=Path(checkpoint).parent
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if get(f"{base}/health") == b"ok":
-                return process, base
-        except OSError:
-            pass
-        if process.poll() is not None:
-            break
-        time.sleep(0.3)
-    stop_server(process)
-    pytest.fail(f"the server did not come up on {base}: {process.stderr.read()[-3000:] if process.stderr else ''}")
-
-
-def stop_server(process) -> None:
-    """SIGTERM, as a service manager stops it; then anything of its group still there is killed. What it
-    printed on stderr is kept as `process.stderr_text`."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    process.stderr_text = finish(process, timeout=60).stderr
+from tests.helpers.browser import SCREENSHOT_DIR, STROKES, Page
+from tests.helpers.commands import finish, run_main, start_cli, unexpected_warnings
+from tests.helpers.service import get, post, start_server, stop_server, wait_until_group_gone
 
 
 @pytest.fixture(scope="module")
@@ -65,20 +38,6 @@ def server(trained_checkpoint):
     process, base = start_server(trained_checkpoint, "--max_batch_size", "8", "--batch_timeout", "0.01")
     yield base
     stop_server(process)
-
-
-def get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=30) as response:
-        return response.read()
-
-
-def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def as_json(picture: bytes, explain: bool = False) -> bytes:
@@ -240,15 +199,7 @@ def test_sigterm_stops_the_server_and_every_process_it_started(trained_checkpoin
     group = os.getpgid(process.pid)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0
-    deadline = time.monotonic() + 30  # workers and HTTP servers stop in order: about two seconds here
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(group, 0)
-        except ProcessLookupError:
-            break  # no process of its group is left
-        time.sleep(0.2)
-    else:
-        pytest.fail(f"processes of the server's group {group} were still running 30 s after SIGTERM")
+    wait_until_group_gone(group)  # workers and HTTP servers stop in order: about two seconds here
     assert unexpected_warnings(finish(process).stderr) == []
 
 
@@ -257,10 +208,15 @@ def test_the_page_loads_nothing_from_elsewhere_and_the_folder_gains_no_file(serv
     page = get(f"{server}/").decode()
     assert '<canvas id="pad"' in page
     linked = re.findall(r'(?:src|href)="([^"]+)"', page)
-    assert sorted(linked) == ["web/page.css", "web/page.js"]
-    imported = re.findall(r'from "([^"]+)"', get(f"{server}/web/page.js").decode())
-    assert imported == ["./answer.js"]
-    for text in [page, *(get(f"{server}/web/{name}").decode() for name in ("page.css", "page.js", "answer.js"))]:
+    assert sorted(linked) == ["data:,", "web/lab.js", "web/page.css", "web/page.js"]  # (data:, the empty icon)
+    modules, files = ["page.js", "lab.js"], {}
+    while modules:  # every module and what it imports: all plain files of this service
+        name = modules.pop()
+        files[name] = get(f"{server}/web/{name}").decode()
+        modules += [found for found in re.findall(r'from "\./([^"]+)"', files[name]) if found not in files]
+    assert sorted(files) == ["answer.js", "chart.js", "lab.js", "page.js"]
+    assert all(re.findall(r'from "([^"]+)"', text) == re.findall(r'from "(\./[^"]+)"', text) for text in files.values())
+    for text in [page, get(f"{server}/web/page.css").decode(), *files.values()]:
         assert "http:" not in text and "https:" not in text and "//" + "cdn" not in text
     assert sorted(path.name for path in Path(trained_checkpoint).parent.iterdir()) == ["model.ckpt"]  # no client.py
 
@@ -273,55 +229,6 @@ def test_bad_options_are_refused_by_the_parser(trained_checkpoint, monkeypatch, 
 
 
 # The page in a real browser: Debian's Chromium driven by Selenium.
-
-
-def arc(cx, cy, rx, ry, start, end, steps=24) -> list[tuple[float, float]]:
-    angles = [math.radians(start + (end - start) * i / steps) for i in range(steps + 1)]
-    return [(cx + rx * math.cos(a), cy + ry * math.sin(a)) for a in angles]
-
-
-# Each digit as a person might draw it: pen strokes in a unit box (x right, y down).
-STROKES = {
-    "0": [arc(0.5, 0.5, 0.22, 0.33, -90, 270)],
-    "1": [[(0.42, 0.25), (0.52, 0.17), (0.52, 0.83)]],
-    "2": [[*arc(0.5, 0.35, 0.2, 0.18, 190, 390), (0.3, 0.82), (0.74, 0.82)]],
-    "3": [arc(0.48, 0.32, 0.2, 0.15, 210, 450) + arc(0.48, 0.64, 0.22, 0.18, -90, 150)],
-    "4": [[(0.58, 0.17), (0.28, 0.6), (0.75, 0.6)], [(0.6, 0.38), (0.6, 0.84)]],
-    "5": [[(0.7, 0.18), (0.38, 0.18), (0.34, 0.47), *arc(0.5, 0.62, 0.2, 0.2, -140, 160)]],
-    "6": [[(0.62, 0.16), (0.45, 0.3), (0.34, 0.52), *arc(0.5, 0.64, 0.17, 0.18, 180, 540)]],
-    "7": [[(0.28, 0.2), (0.72, 0.2), (0.45, 0.84)]],
-    "8": [arc(0.5, 0.32, 0.16, 0.15, 90, 450) + arc(0.5, 0.65, 0.19, 0.18, -90, 270)],
-    "9": [[*arc(0.5, 0.35, 0.17, 0.17, 0, 360), (0.67, 0.35), (0.64, 0.84)]],
-}
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-SCREENSHOT_DIR = Path(os.environ.get("MNIST_ANN_SCREENSHOTS", "/tmp"))
-
-
-@pytest.fixture(scope="module")
-def browser():
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
-    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
-        pytest.skip(f"{CHROMIUM} and {CHROMEDRIVER} are needed (apt-get install chromium chromium-driver)")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1280,1000",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture(scope="module")
@@ -337,54 +244,6 @@ def recipe_checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("recipe") / "recipe.ckpt"
     trainer.save_checkpoint(path)
     return path
-
-
-class Page:
-    """The draw-a-digit page, as a person uses it."""
-
-    def __init__(self, driver, url: str) -> None:
-        from selenium.webdriver.common.by import By
-
-        self.driver, self.by = driver, By
-        driver.get(url)
-        self.pad = self.find("pad")
-
-    def find(self, id_: str):
-        return self.driver.find_element(self.by.ID, id_)
-
-    def settled(self, answers: int, timeout: float = 20) -> None:
-        """Wait until the page has shown `answers` answers and has no request out."""
-        from selenium.webdriver.support.ui import WebDriverWait
-
-        body = self.find_body()
-        WebDriverWait(self.driver, timeout).until(
-            lambda _: int(body.get_attribute("data-answers")) >= answers and body.get_attribute("data-busy") == "no"
-        )
-
-    def find_body(self):
-        return self.driver.find_element(self.by.TAG_NAME, "body")
-
-    def draw(self, strokes: list[list[tuple[float, float]]]) -> None:
-        from selenium.webdriver.common.action_chains import ActionChains
-
-        side = self.pad.rect["width"]
-        for stroke in strokes:
-            points = [(round(x * side - side / 2), round(y * side - side / 2)) for x, y in stroke]
-            actions = ActionChains(self.driver, duration=10).move_to_element_with_offset(self.pad, *points[0])
-            actions.click_and_hold()
-            for (x0, y0), (x1, y1) in itertools.pairwise(points):
-                actions.move_by_offset(x1 - x0, y1 - y0)
-            actions.release().perform()
-
-    def shown(self) -> dict:
-        """What the page shows now: the answer, the bars' widths and the network's pictures."""
-        script = "return [...document.querySelectorAll('#layers canvas')].map(c => c.toDataURL())"
-        return {
-            "answer": self.find("answer").text.split("\n")[0],
-            "bars": [bar.get_attribute("style") for bar in self.driver.find_elements(self.by.CSS_SELECTOR, ".fill")],
-            "network": self.driver.execute_script(script),
-            "message": self.find("message").text,
-        }
 
 
 @pytest.mark.slow
@@ -446,11 +305,15 @@ def test_class_names_from_a_checkpoint_are_shown_as_text_and_never_run(hostile_c
         title = browser.title
         page.draw(STROKES["7"])
         page.settled(1)
-        names = [name.text for name in browser.find_elements(page.by.CSS_SELECTOR, "#bars .name")]
+        names = [
+            name.text for name in browser.find_elements(page.by.CSS_SELECTOR, "#main-answer .bar:not(.head) .name")
+        ]
         assert names == HOSTILE_NAMES  # the names themselves, as text
         assert page.find("answer").text.split("\n")[0] in HOSTILE_NAMES
         assert HOSTILE_NAMES[0] in page.find("layers").text
-        assert browser.find_elements(page.by.CSS_SELECTOR, "main img, main b") == []  # no element made of them
+        explained = [option.text for option in browser.find_elements(page.by.CSS_SELECTOR, "#target option")]
+        assert explained[1:] == HOSTILE_NAMES  # the classes to explain: text too
+        assert browser.find_elements(page.by.CSS_SELECTOR, "main img:not(#tiles), main b") == []  # none made of them
         time.sleep(0.5)  # (an onerror handler would have run by now)
         assert browser.title == title
         assert not [entry for entry in browser.get_log("browser") if "Content Security Policy" in entry["message"]]

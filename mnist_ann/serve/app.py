@@ -2,7 +2,8 @@
 
 LitServe builds a FastAPI app with POST /predict, GET /health and GET /info. Here it gets the
 draw-a-digit page at / (GET and HEAD, in place of LitServe's "litserve running"), its files under
-/web/, GET /metrics, `{"error": ...}` for the framework's own refusals too (405, 404, ...), and an
+/web/, the lab's routes under /lab (`mnist_ann.serve.lab`), GET /metrics, `{"error": ...}` for the
+framework's own refusals too (405, 404, ...), and an
 OpenAPI schema that describes POST /predict's bodies. FastAPI's /docs and /redoc pages are left out:
 they load their scripts from a CDN, which the page's Content-Security-Policy (and an offline
 machine) refuses.
@@ -19,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import make_asgi_app
 from starlette.exceptions import HTTPException
 
+from mnist_ann.serve.lab import Lab, add_lab
 from mnist_ann.serve.middleware import ServiceMetrics
 
 WEB = Path(str(files("mnist_ann.serve") / "web"))
@@ -74,13 +76,14 @@ async def invalid_request(request, error: RequestValidationError) -> JSONRespons
     return JSONResponse({"error": f"invalid request: {error.errors()[:1]}"}, status_code=422)
 
 
-def complete(app: FastAPI, metrics: ServiceMetrics) -> None:
-    """LitServe's app with the page, the error shape, the schema and /metrics (see the module's docstring)."""
+def complete(app: FastAPI, metrics: ServiceMetrics, lab: Lab) -> None:
+    """LitServe's app with the page, the lab, the error shape, the schema and /metrics (see the module's docstring)."""
     app.router.routes[:] = [route for route in app.router.routes if getattr(route, "path", None) not in LEFT_OUT]
     app.docs_url = app.redoc_url = None
     app.add_api_route("/", page, methods=["GET", "HEAD"], include_in_schema=False)
     app.mount("/web", StaticFiles(directory=WEB), name="web")
     app.mount("/metrics", make_asgi_app(registry=metrics.registry), name="metrics")
+    add_lab(app, lab)
     app.add_exception_handler(HTTPException, error_answer)
     app.add_exception_handler(RequestValidationError, invalid_request)
 

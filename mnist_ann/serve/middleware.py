@@ -19,6 +19,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mnist_ann.serve.runs import MODEL
+
 MAX_BODY_BYTES = 10 * 1024 * 1024
 NO_IMAGE_FIELD = 'the JSON must be an object with "image": a base64 string of a picture file'
 CONTENT_SECURITY_POLICY = (
@@ -113,7 +115,7 @@ class RequestGate:
         explain = request.get("explain", False)
         if not isinstance(explain, bool):
             raise RequestError(422, f'"explain" must be true or false, not {json.dumps(explain)[:40]}')
-        return {"image": bare_base64(request["image"]), "explain": explain}
+        return {"image": bare_base64(request["image"]), "explain": explain, **choices(request)}
 
     async def _upload(self, scope: Scope, body: bytes) -> dict:
         async def replay() -> dict:
@@ -128,7 +130,24 @@ class RequestGate:
             raise RequestError(422, 'the form has no file field "file"')
         data = await upload.read()
         explain = str(form.get("explain", "")).lower() in ("1", "true", "yes")
-        return {"image": base64.b64encode(data).decode(), "explain": explain}
+        target = form.get("target")
+        fields = {"model": form.get("model"), "target": int(target) if str(target).isdigit() else target}
+        return {"image": base64.b64encode(data).decode(), "explain": explain, **choices(fields)}
+
+
+def choices(request: dict) -> dict:
+    """The request's optional choices, checked: `model`, a run's model (`mnist_ann.serve.runs`), and `target`,
+    the class an explanation is toward."""
+    chosen = {"model": request.get("model"), "target": request.get("target")}
+    if chosen["model"] is not None and not (isinstance(chosen["model"], str) and MODEL.fullmatch(chosen["model"])):
+        raise RequestError(
+            422,
+            f'"model" must name a run\'s model (version_N, version_N/live, ...), not '
+            f"{json.dumps(chosen['model'])[:40]}",
+        )
+    if chosen["target"] is not None and not (type(chosen["target"]) is int and 0 <= chosen["target"] <= 9):
+        raise RequestError(422, f'"target" must be a class from 0 to 9, not {json.dumps(chosen["target"])[:40]}')
+    return chosen
 
 
 def not_json(constant: str):
@@ -150,7 +169,21 @@ class RequestError(Exception):
 
 
 # Paths the metrics name; any other path is counted as "other", so that no request can grow the label set.
-KNOWN_PATHS = ("/", "/predict", "/health", "/info", "/metrics", "/openapi.json")
+KNOWN_PATHS = (
+    "/",
+    "/predict",
+    "/health",
+    "/info",
+    "/metrics",
+    "/openapi.json",
+    "/lab",
+    "/lab/fit",
+    "/lab/resume",
+    "/lab/test",
+    "/lab/stop",
+    "/lab/runs",
+    "/lab/events",
+)
 
 
 class ServiceMetrics:

@@ -22,6 +22,7 @@ import signal
 import socket
 from dataclasses import dataclass
 from io import BytesIO
+from pathlib import Path
 from typing import Literal
 
 import litserve as ls
@@ -45,6 +46,7 @@ from mnist_ann.images import (
 )
 from mnist_ann.model import MNISTClassifier
 from mnist_ann.serve.app import complete
+from mnist_ann.serve.lab import RUNS, Lab, stop_job_left_running
 from mnist_ann.serve.middleware import (
     MAX_BODY_BYTES,
     NO_IMAGE_FIELD,
@@ -53,6 +55,7 @@ from mnist_ann.serve.middleware import (
     ServiceLog,
     ServiceMetrics,
 )
+from mnist_ann.serve.runs import RunModels
 
 Port = restricted_number_type("Port", int, [(">=", 1024), ("<=", 65535)])
 STOP_SECONDS = 2
@@ -69,18 +72,22 @@ class Rejected:
 
 @dataclass
 class Prepared:
-    """A picture prepared MNIST-style, uint8 (28, 28), and whether the answer should explain itself."""
+    """A picture prepared MNIST-style, uint8 (28, 28), whether the answer should explain itself (toward which
+    class: `target`, else the predicted one), and which model answers (`model`: a run of the lab, else the
+    served checkpoint)."""
 
     digit: torch.Tensor
     explain: bool
+    target: int | None = None
+    model: str | None = None
 
 
 class DigitAPI(ls.LitAPI):
     """Decode and prepare pictures, run the network on a batch of them, and answer each in JSON."""
 
-    def __init__(self, checkpoint: str, max_batch_size: int = 1, batch_timeout: float = 0.0) -> None:
+    def __init__(self, checkpoint: str, runs: str, max_batch_size: int = 1, batch_timeout: float = 0.0) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout)
-        self.checkpoint = checkpoint
+        self.checkpoint, self.runs = checkpoint, runs
 
     def setup(self, device: str) -> None:
         # One image's forward pass is too small for torch's thread pool, whose second thread competes with
@@ -89,9 +96,9 @@ class DigitAPI(ls.LitAPI):
         torch.set_num_threads(1)
         # Ctrl-C reaches every process of the terminal's group: the main process stops this one in order.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        self.model = MNISTClassifier.load_from_checkpoint(self.checkpoint, map_location=device, weights_only=True)
-        self.model.eval()
         self.device = device
+        self.models = RunModels(Path(self.runs), device)
+        self.model = self.models.load(Path(self.checkpoint))
 
     # (No type annotations on decode_request's request nor on encode_response's result: LitServe makes
     # FastAPI's request and response models of them.)
@@ -103,40 +110,59 @@ class DigitAPI(ls.LitAPI):
         except (binascii.Error, ValueError):
             return Rejected(400, "image: not valid base64")
         try:
-            return Prepared(prepare(load_image(BytesIO(data), "image"), "image"), bool(request.get("explain")))
+            digit = prepare(load_image(BytesIO(data), "image"), "image")
         except ImageError as error:
             return Rejected(IMAGE_STATUS.get(type(error), 422), str(error))
+        return Prepared(digit, bool(request.get("explain")), request.get("target"), request.get("model"))
 
     @torch.inference_mode()  # (attributions leave it: they need gradients)
     def predict(self, inputs: list | Prepared | Rejected) -> list | dict | Rejected:
         # With max_batch_size > 1, LitServe's own batch() hands over the list as it is: pictures and rejects.
         items = inputs if isinstance(inputs, list) else [inputs]
-        ready = [item for item in items if isinstance(item, Prepared)]
-        answers = iter(self.answer(ready) if ready else [])
-        results = [next(answers) if isinstance(item, Prepared) else item for item in items]
+        results = list(items)
+        for name in {item.model for item in items if isinstance(item, Prepared)}:
+            group = [index for index, item in enumerate(items) if isinstance(item, Prepared) and item.model == name]
+            try:
+                model, about = self.models.named(name) if name else (self.model, self.models.about(self.checkpoint))
+            except LookupError as error:
+                for index in group:
+                    results[index] = Rejected(404, str(error))
+                continue
+            for index in group:  # a class this model does not have: that request's mistake alone
+                if (target := items[index].target) is not None and not 0 <= target < len(model.class_names):
+                    results[index] = Rejected(422, f"target: {target} is not a class of this model")
+            ready = [index for index in group if isinstance(results[index], Prepared)]
+            if ready:
+                for index, answer in zip(ready, self.answer(model, about, [items[i] for i in ready]), strict=True):
+                    results[index] = answer
         return results if isinstance(inputs, list) else results[0]
 
-    def answer(self, pictures: list[Prepared]) -> list[dict]:
+    def answer(self, model: MNISTClassifier, about: dict, pictures: list[Prepared]) -> list[dict]:
         images = normalize(torch.stack([picture.digit for picture in pictures])).to(self.device)
-        layers = self.model.net.layer_outputs(images)
-        predicted = self.model.task.predict(layers[-1])
-        names = self.model.class_names
+        layers = model.net.layer_outputs(images)
+        predicted = model.task.predict(layers[-1])
+        names = model.class_names
+        targets = predicted["classes"].clone()
+        for index, picture in enumerate(pictures):
+            if picture.target is not None:
+                targets[index] = picture.target
         explained = [index for index, picture in enumerate(pictures) if picture.explain]
-        why = {}  # for each explained picture: what pushed it toward its predicted class
+        why = {}  # for each explained picture: what pushed it toward its target class
         if explained:
-            toward = class_attributions(self.model, images[explained], predicted["classes"][explained])
+            toward = class_attributions(model, images[explained], targets[explained])
             why = dict(zip(explained, toward, strict=True))
         answers = []
         for index, picture in enumerate(pictures):
             cls = predicted["classes"][index].item()
-            answer = {"class": cls, "name": names[cls], "classes": names}
+            answer = {"class": cls, "name": names[cls], "classes": names, "model": about}
             if "probabilities" in predicted:
                 answer["probabilities"] = predicted["probabilities"][index].tolist()
             else:
                 answer["value"] = predicted["values"][index].item()
             if picture.explain:
                 answer["input"] = picture.digit.tolist()
-                answer["layers"] = [layer[index].tolist() for layer in layers]
+                answer["layers"] = [layer[index].tolist() for layer in layers]  # the last: the output layer's logits
+                answer["target"] = targets[index].item()
                 answer["attribution"] = why[index].tolist()
             answers.append(answer)
         return answers
@@ -156,6 +182,7 @@ def serve(
     batch_timeout: NonNegativeFloat = 0.0,
     fast_queue: bool = True,
     access_log: bool = True,
+    allow_remote_training: bool = False,
 ) -> None:
     """Serve a checkpoint over HTTP until Ctrl-C or SIGTERM.
 
@@ -169,6 +196,8 @@ def serve(
         batch_timeout: seconds a worker waits to fill a batch.
         fast_queue: pass requests to the workers over ZeroMQ rather than multiprocessing queues.
         access_log: one line on stderr per request: client, method, path, status, milliseconds.
+        allow_remote_training: let the page's lab train when the service listens beyond 127.0.0.1: any client
+            that reaches it can then use this machine's cores for hours (on 127.0.0.1 the lab always trains).
     """
     checkpoint = resolve_checkpoint(ckpt_path, {})
     saved = check_checkpoint(checkpoint, unsafe_option=None)  # (serve always loads weights only)
@@ -177,7 +206,7 @@ def serve(
     check_port(host, port)
 
     metrics = ServiceMetrics()
-    api = DigitAPI(str(checkpoint), max_batch_size=max_batch_size, batch_timeout=batch_timeout)
+    api = DigitAPI(str(checkpoint), str(RUNS), max_batch_size=max_batch_size, batch_timeout=batch_timeout)
     server = ls.LitServer(
         api,
         accelerator="auto",
@@ -192,7 +221,7 @@ def serve(
             (ServiceLog, {"metrics": metrics, "model": str(checkpoint), "access_log": access_log}),
         ],
     )
-    complete(server.app, metrics)
+    complete(server.app, metrics, Lab(RUNS, allowed=host == "127.0.0.1" or allow_remote_training))
     # Open connections get this long to finish when the server stops (LitServe's default, 30 s, made a stop
     # under load take that long); a prediction takes milliseconds.
     server.uvicorn_graceful_timeout = STOP_SECONDS
@@ -205,6 +234,8 @@ def serve(
         server.run(host=host, port=port, generate_client_file=False, log_level="warning")
     except RuntimeError as error:  # LitServe: "One or more workers failed to start"
         raise UserError(f"the server did not start: {error}") from None
+    finally:
+        stop_job_left_running()
 
 
 def check_port(host: str, port: int) -> None:

@@ -49,13 +49,14 @@ function layer(title, size, content) {
 const arrow = () => element("span", "arrow", "→");
 const percent = (p) => `${(100 * p).toFixed(1)}%`;
 
-function bar(name, p, winner) {
+function bar(name, p, logit, winner) {
   const row = element("div", winner ? "bar winner" : "bar");
   const track = element("span", "track");
   const fill = element("span", "fill");
   fill.style.width = percent(p);
   track.append(fill);
-  row.append(element("span", "name", name), track, element("span", "value", percent(p)));
+  row.append(element("span", "name", name), track, element("span", "value", percent(p)),
+    element("span", "logit", logit === undefined ? "" : logit.toFixed(2)));
   return row;
 }
 
@@ -74,36 +75,50 @@ function outputUnits(answer) {
   return outputs;
 }
 
-// The whole answer area, from an answer; `null` empties it, so that nothing of an earlier answer stays.
-export function render(answer) {
-  const seen = document.getElementById("seen");
-  const why = document.getElementById("why");
-  const answerBox = document.getElementById("answer");
-  document.getElementById("bars").replaceChildren();
-  document.getElementById("layers").replaceChildren();
+// One answer view, from an answer: `root` holds .answer and .bars (and, for the main view, .seen, .why and
+// .why-caption); `layers` gets the forward pass. `null` empties it, so that nothing of an earlier answer stays.
+export function render(answer, root, layers) {
+  const seen = root.querySelector(".seen");
+  const why = root.querySelector(".why");
+  const answerBox = root.querySelector(".answer");
+  const bars = root.querySelector(".bars");
+  bars.replaceChildren();
+  layers.replaceChildren();
   if (!answer) {
-    gray(seen, new Array(784).fill(0), 28, 5);
-    diverging(why, new Array(784).fill(0));
-    document.getElementById("why-caption").textContent = "pixels that pushed toward the answer (red) and away from it (blue)";
+    if (seen) gray(seen, new Array(784).fill(0), 28, 5);
+    if (why) {
+      diverging(why, new Array(784).fill(0));
+      root.querySelector(".why-caption").textContent = "pixels that pushed toward the answer (red) and away from it (blue)";
+    }
     answerBox.replaceChildren("?");
     return;
   }
   const flat = answer.input.flat();
-  gray(seen, flat, 28, 5);
-  diverging(why, answer.attribution.flat());
-  document.getElementById("why-caption").textContent = `pixels that pushed toward ${answer.name} (red) and away from it (blue)`;
+  if (seen) gray(seen, flat, 28, 5);
+  if (why) {
+    diverging(why, answer.attribution.flat());
+    root.querySelector(".why-caption").textContent =
+      `pixels that pushed toward ${answer.classes[answer.target]} (red) and away from it (blue)`;
+  }
   const detail = answer.probabilities
     ? `${percent(answer.probabilities[answer.class])} sure`
     : `predicted value ${answer.value.toFixed(2)}`;
   answerBox.replaceChildren(answer.name, element("small", "", detail));
+  const logits = answer.layers[answer.layers.length - 1];
+  if (answer.probabilities) {
+    const head = element("div", "bar head");
+    head.append(element("span", "name", "class"), element("span", "", ""), element("span", "value", "softmax"),
+      element("span", "logit", "logit"));
+    bars.append(head);
+  }
   (answer.probabilities || []).forEach((p, index) => {
-    document.getElementById("bars").append(bar(answer.classes[index], p, index === answer.class));
+    const logit = logits.length === answer.probabilities.length ? logits[index] : undefined;
+    bars.append(bar(answer.classes[index], p, logit, index === answer.class));
   });
-  const layers = document.getElementById("layers");
   layers.append(layer("input", "784 pixels", gray(document.createElement("canvas"), flat, 28, 4)));
   answer.layers.slice(0, -1).forEach((units, index) => {
     const columns = Math.ceil(Math.sqrt(units.length));
-    const canvas = gray(document.createElement("canvas"), units, columns, 14);
+    const canvas = gray(document.createElement("canvas"), units, columns, Math.max(3, Math.floor(140 / columns)));
     layers.append(arrow(), layer(`hidden ${index + 1}`, `${units.length} units, ReLU`, canvas));
   });
   const count = answer.probabilities ? answer.probabilities.length : 1;

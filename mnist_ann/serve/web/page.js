@@ -1,18 +1,44 @@
-// The draw-a-digit page: the pad, and the requests that ask the service what the drawing is.
+// The draw-a-digit page: the pad, and the requests that ask the service what the drawing is: of the model
+// chosen to answer (the served checkpoint, a run, or the run training now), and of a second one to compare.
 import { render } from "./answer.js";
 
 const pad = document.getElementById("pad");
 const ink = pad.getContext("2d");
 const message = document.getElementById("message");
+const main = document.getElementById("main-answer"), mainLayers = document.getElementById("layers");
+const compareBox = document.getElementById("compare"), compareView = document.getElementById("compare-answer");
+const target = document.getElementById("target");
 let drawing = false, hasInk = false, inFlight = false, again = false, timer = null;
+let chosen = { model: null, compare: null, blob: null };
+
+function showAnswers(answer, compared) {
+  render(answer, main, mainLayers);
+  // On a narrow screen, the answer in a word beside the pad: the full answer is below it, out of sight.
+  document.getElementById("pad-answer").textContent = answer
+    ? `${answer.name}${answer.probabilities ? ` (${(100 * answer.probabilities[answer.class]).toFixed(0)}%)` : ""}` : "";
+  render(compared, compareView, compareView.querySelector(".layers"));
+}
 
 function clearPad() {
   ink.fillStyle = "#fff";
   ink.fillRect(0, 0, pad.width, pad.height);
   hasInk = false;
+  chosen.blob = null;
   showMessage("Draw a digit in the box.", true);
-  render(null);
+  showAnswers(null, null);
 }
+
+// For the lab (lab.js): which model answers, which one is compared, and asking again (the model changed).
+export function answerWith(model) { chosen.model = model || null; askAgain(); }
+export function compareWith(model) {
+  chosen.compare = model || null;
+  compareBox.hidden = !model;
+  document.getElementById("compare-name").textContent = model || "";
+  askAgain();
+}
+export function askAgain() { if (chosen.blob && !inFlight) ask(chosen.blob); else if (chosen.blob) again = true; }
+document.getElementById("compare-close").addEventListener("click", () => compareWith(null));
+target.addEventListener("change", askAgain);
 
 function point(event) {
   const box = pad.getBoundingClientRect();
@@ -51,33 +77,56 @@ function now() {
   if (inFlight) { again = true; return; }
   inFlight = true;  // from here: toBlob answers later
   busy("yes");
-  pad.toBlob((blob) => ask(blob), "image/png");
+  pad.toBlob((blob) => { chosen.blob = blob; ask(blob); }, "image/png");
 }
 
 // The page's state, for scripts and tests: busy while a request is out, and how many answers it has shown.
 function busy(state) { document.body.dataset.busy = state; }
 let answers = 0;
 
+async function predict(image, model, explainTarget) {
+  const request = { image, explain: true, model };
+  if (explainTarget !== "") request.target = Number(explainTarget);
+  const response = await fetch("predict", {
+    method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(request),
+  });
+  const answer = await response.json().catch(() => ({error: `the server answered ${response.status}`}));
+  if (!response.ok) throw new Error(answer.error || `the server answered ${response.status}`);
+  return answer;
+}
+
 async function ask(blob) {
   inFlight = true;
   busy("yes");
   try {
     const image = await base64(blob);
-    const response = await fetch("predict", {
-      method: "POST", headers: {"Content-Type": "application/json"},
-      body: JSON.stringify({image, explain: true}),
-    });
-    const answer = await response.json().catch(() => ({error: `the server answered ${response.status}`}));
-    if (!response.ok) throw new Error(answer.error || `the server answered ${response.status}`);
+    const [answer, compared] = await Promise.all([
+      predict(image, chosen.model, target.value),
+      chosen.compare ? predict(image, chosen.compare, "") : null,
+    ]);
     showMessage("", true);
-    render(answer);
+    showAnswers(answer, compared);
+    describe(answer);
     document.body.dataset.answers = ++answers;
   } catch (error) {
     showMessage(String(error.message || error), false);
-    render(null);
+    showAnswers(null, null);
   } finally {
     inFlight = false;
-    if (again) { again = false; now(); } else busy("no");
+    if (again) { again = false; if (hasInk) now(); else if (chosen.blob) ask(chosen.blob); else busy("no"); } else busy("no");
+  }
+}
+
+// Which model answered: its run, file and layers (the lab's table adds its accuracies); the classes to explain.
+function describe(answer) {
+  const about = answer.model;
+  const file = about.checkpoint.split("/").pop();
+  const layers = [784, ...about.hidden_sizes, answer.probabilities ? answer.probabilities.length : 1].join("-");
+  const scores = document.querySelector(`#runs tr[data-run="${CSS.escape(about.run)}"]`)?.dataset.scores || "";
+  document.getElementById("model-about").textContent =
+    `${about.run}, ${file}${about.step === undefined || about.step === null ? "" : ` (step ${about.step})`}, ${layers}${scores}`;
+  if (target.options.length !== answer.classes.length + 1) {
+    target.replaceChildren(new Option("the answer", ""), ...answer.classes.map((name, index) => new Option(`${name}`, `${index}`)));
   }
 }
 
@@ -115,7 +164,8 @@ file.addEventListener("change", () => {
   };
   picture.onerror = () => URL.revokeObjectURL(url);
   picture.src = url;
-  hasInk = true;
+  hasInk = false;  // the file is what is asked about, until one draws on it
+  chosen.blob = picked;
   ask(picked);
 });
 

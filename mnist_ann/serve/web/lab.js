@@ -1,0 +1,215 @@
+// The lab: the settings of a run, Start and Stop, the run learning live (server-sent events from the service),
+// and the runs under lightning_logs/: answer with one, compare two, test one, resume one. Every text that comes
+// from the server is set with textContent, never parsed as HTML.
+import { answerWith, askAgain, compareWith } from "./page.js";
+import { Chart } from "./chart.js";
+
+const form = document.getElementById("settings");
+const widths = document.getElementById("widths");
+const startButton = document.getElementById("start"), stopButton = document.getElementById("stop");
+const labMessage = document.getElementById("lab-message");
+const answerWithSelect = document.getElementById("answer-with");
+const tiles = document.getElementById("tiles"), tilesCaption = document.getElementById("tiles-caption");
+const lossChart = new Chart(document.getElementById("loss-chart"));
+const accChart = new Chart(document.getElementById("acc-chart"), { yMax: 1, percent: true });
+let limits = { layers: 4, width: 2048 }, watching = null, runs = [];
+const counts = { weights: 0, loss: 0 };  // for scripts and tests: how often the live view has changed
+
+function element(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined) node.textContent = text;
+  if (className) node.className = className;
+  return node;
+}
+
+function say(text, ok = true) {
+  labMessage.textContent = text;
+  labMessage.className = ok ? "info" : "";
+}
+
+function addWidth(value) {
+  if (widths.children.length >= limits.layers) return;
+  const row = element("div", undefined, "width");
+  const input = element("input");
+  Object.assign(input, { type: "number", min: 1, max: limits.width, step: 1, required: true, value });
+  input.setAttribute("aria-label", "units in this hidden layer");
+  const remove = element("button", "Remove");
+  remove.type = "button";
+  remove.addEventListener("click", () => { row.remove(); numberLayers(); });
+  row.append(element("span", ""), input, remove);
+  widths.append(row);
+  numberLayers();
+}
+
+function numberLayers() {
+  [...widths.children].forEach((row, index) => { row.firstChild.textContent = `hidden ${index + 1}`; });
+  document.getElementById("add-layer").disabled = widths.children.length >= limits.layers;
+}
+
+function settings() {
+  const data = new FormData(form);
+  return {
+    hidden_sizes: [...widths.querySelectorAll("input")].map((input) => Number(input.value)),
+    optimizer: data.get("optimizer"),
+    lr: Number(data.get("lr")),
+    schedule: data.get("schedule"),
+    batch_size: Number(data.get("batch_size")),
+    epochs: Number(data.get("epochs")),
+    dropout: Number(data.get("dropout")),
+    label_smoothing: Number(data.get("label_smoothing")),
+    augmentation: data.get("augmentation"),
+    weight_averaging: data.get("weight_averaging") === "on",
+    dataset: data.get("dataset"),
+    val_size: Number(data.get("val_size")),
+  };
+}
+
+async function call(path, body) {
+  const response = await fetch(path, body === undefined ? {} : {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  });
+  const answer = await response.json().catch(() => ({ error: `the server answered ${response.status}` }));
+  if (!response.ok) throw new Error(answer.error || `the server answered ${response.status}`);
+  return answer;
+}
+
+async function setUp() {
+  const lab = await call("lab");
+  limits = lab.limits;
+  for (const [name, options] of Object.entries(lab.choices)) {
+    form.elements[name].replaceChildren(...options.map((option) => new Option(option, option)));
+  }
+  for (const [name, value] of Object.entries(lab.defaults)) {
+    if (name === "hidden_sizes") value.forEach(addWidth);
+    else if (typeof value === "boolean") form.elements[name].checked = value;
+    else form.elements[name].value = value;
+  }
+  if (!lab.allowed) {
+    const off = document.getElementById("lab-off");
+    off.hidden = false;
+    off.textContent = "Training from this page is off: the service listens beyond 127.0.0.1 (start it with "
+      + "--allow_remote_training true to allow it). The runs below can still answer your drawings.";
+    form.querySelectorAll("button, input, select").forEach((control) => { control.disabled = true; });
+  }
+  listen();
+  await showRuns();
+}
+
+document.getElementById("add-layer").addEventListener("click", () => addWidth(64));
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  try {
+    const job = await call("lab/fit", settings());
+    say(`Started: ${job.command}`);
+  } catch (error) {
+    say(String(error.message || error), false);
+  }
+});
+
+stopButton.addEventListener("click", async () => {
+  try {
+    await call("lab/stop", {});
+    say("Stopping: the step in progress is saved to last.ckpt.");
+  } catch (error) {
+    say(String(error.message || error), false);
+  }
+});
+
+function listen() {
+  const events = new EventSource("lab/events");  // reconnects by itself; the run goes on either way
+  events.addEventListener("job", (event) => showJob(JSON.parse(event.data)));
+  events.addEventListener("live", (event) => showLive(JSON.parse(event.data)));
+}
+
+function showJob(job) {
+  const active = job.state === "running" || job.state === "stopping";
+  document.body.dataset.lab = job.state;
+  startButton.disabled = active || document.getElementById("lab-off").hidden === false;
+  stopButton.disabled = job.state !== "running";
+  if (job.run && job.run !== watching && job.kind === "fit") {
+    watching = job.run;
+    addModelOption(`${job.run}/live`, `${job.run} as it trains`);
+    answerWithSelect.value = `${job.run}/live`;
+    answerWith(answerWithSelect.value);
+  }
+  if (active) say(`${job.kind} ${job.state}${job.run ? ` (${job.run})` : ""}: ${job.command}`);
+  else if (job.state !== "idle") {
+    say(`${job.kind} ${job.state}${job.run ? ` (${job.run})` : ""}. ${job.message}`, job.state !== "failed");
+    showRuns();
+  }
+}
+
+function showLive(event) {
+  if (event.event === "start") {
+    lossChart.reset(event.max_steps);
+    accChart.reset(event.max_epochs);
+    counts.weights = counts.loss = 0;
+  } else if (event.event === "train") {
+    lossChart.add(event.step, event.loss);
+    document.body.dataset.lossPoints = ++counts.loss;
+  } else if (event.event === "val") {
+    accChart.add(event.epoch + 1, event.acc);
+  } else if (event.event === "weights") {
+    tiles.src = event.image;
+    tiles.alt = "the first hidden layer's weights, one 28x28 tile per unit";
+    tilesCaption.textContent = `the first 64 units' incoming weights at step ${event.step} (red positive, blue negative)`;
+    document.body.dataset.weightUpdates = ++counts.weights;
+    if (answerWithSelect.value.endsWith("/live")) askAgain();  // the drawing, answered by the model as it is now
+  }
+}
+
+function addModelOption(value, label) {
+  if (![...answerWithSelect.options].some((option) => option.value === value)) {
+    answerWithSelect.append(new Option(label, value));
+  }
+}
+
+answerWithSelect.addEventListener("change", () => answerWith(answerWithSelect.value));
+
+const percent = (value) => (value === null || value === undefined ? "" : `${(100 * value).toFixed(2)}%`);
+
+async function showRuns() {
+  try {
+    runs = await call("lab/runs");
+  } catch (error) {
+    say(String(error.message || error), false);
+    return;
+  }
+  const body = document.querySelector("#runs tbody");
+  body.replaceChildren(...runs.map(runRow));
+  for (const run of runs) if (run.models.includes("best")) addModelOption(run.run, `${run.run} (best.ckpt)`);
+}
+
+function runRow(run) {
+  const row = element("tr");
+  const s = run.settings;
+  row.dataset.run = run.run;
+  row.dataset.scores = `${run.val_acc === null ? "" : `, validation ${percent(run.val_acc)}`}`
+    + `${run.test_acc === null ? "" : `, test ${percent(run.test_acc)}`}`;
+  const layers = s.hidden_sizes ? [784, ...s.hidden_sizes, 10].join("-") : "";
+  for (const text of [run.run, layers, s.optimizer ?? "", s.lr ?? "", s.epochs ?? "", percent(run.val_acc), percent(run.test_acc)]) {
+    row.append(element("td", String(text)));
+  }
+  const actions = element("td", undefined, "actions");
+  const action = (label, handler, enabled = true) => {
+    const button = element("button", label);
+    button.type = "button";
+    button.disabled = !enabled;
+    button.addEventListener("click", handler);
+    actions.append(button);
+  };
+  const best = run.models.includes("best");
+  action("Answer with", () => { answerWithSelect.value = run.run; answerWith(run.run); }, best);
+  action("Compare", () => compareWith(run.run), best);
+  action("Test", async () => {
+    try { await call("lab/test", { run: run.run }); } catch (error) { say(String(error.message || error), false); }
+  }, best);
+  action("Resume", async () => {
+    try { await call("lab/resume", { run: run.run }); } catch (error) { say(String(error.message || error), false); }
+  }, run.models.includes("last"));
+  row.append(actions);
+  return row;
+}
+
+setUp().catch((error) => say(String(error.message || error), false));

@@ -1,0 +1,393 @@
+"""The page's lab: runs started, watched, stopped and tested from `mnist-ann serve`, and the runs it lists.
+
+The callback and the settings are tested in this process; the service as a user starts it, on the synthetic
+data, with real runs (`slow`); the page in headless Chromium.
+"""
+
+import base64
+import json
+import signal
+import time
+import urllib.request
+from io import BytesIO
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from PIL import Image
+
+from mnist_ann.data import MNISTDataModule
+from mnist_ann.idx import load_split
+from mnist_ann.live import EVENTS, WEIGHTS, LiveReport
+from mnist_ann.model import MNISTClassifier
+from mnist_ann.serve.lab import LIMITS, Refused, fit_arguments
+from mnist_ann.serve.runs import RunModels, list_runs
+from tests.helpers.browser import SCREENSHOT_DIR, STROKES, Page
+from tests.helpers.commands import run_cli
+from tests.helpers.service import get, post, start_server, stop_server, wait_until_group_gone
+
+
+def live_events(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / EVENTS).read_text().splitlines()]
+
+
+def test_live_report_writes_the_curves_the_weights_and_a_model_that_answers(synthetic_data_dir, tmp_path):
+    L.seed_everything(0)
+    trainer = L.Trainer(
+        max_epochs=2,
+        logger=TensorBoardLogger(tmp_path, name="lightning_logs"),
+        callbacks=[LiveReport(every_n_steps=5, weights_every_n_steps=10)],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(MNISTClassifier(hidden_sizes=[32]), MNISTDataModule(synthetic_data_dir, val_size=200))
+    run = tmp_path / "lightning_logs" / "version_0"
+    events = live_events(run)
+    kinds = [event["event"] for event in events]
+    assert kinds[:2] == ["start", "weights"] and kinds[-1] == "end" and events[-1]["reason"] == "finished"
+    steps = trainer.global_step  # 16 a epoch
+    assert [event["step"] for event in events if event["event"] == "train"] == list(range(5, steps + 1, 5))
+    weights = [event["step"] for event in events if event["event"] == "weights"]
+    assert weights == [0, *range(10, steps + 1, 10), steps]
+    validations = [event for event in events if event["event"] == "val"]
+    assert [event["epoch"] for event in validations] == [0, 1] and 0 <= validations[-1]["acc"] <= 1
+    assert all(event["image"].startswith("data:image/png;base64,") for event in events if event["event"] == "weights")
+
+    model, about = RunModels(tmp_path / "lightning_logs", "cpu").named("version_0/live")
+    assert about["step"] == steps and about["hidden_sizes"] == [32]
+    for name, tensor in trainer.lightning_module.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+    assert (run / WEIGHTS).is_file() and not list(run.glob(".*partial"))
+
+
+def test_the_runs_list_reads_settings_and_scores_of_every_run(trained_run):
+    run = trained_run
+    [listed] = list_runs(run.parent)
+    assert listed["run"] == run.name and listed["models"] == ["best", "last"]
+    assert listed["settings"]["hidden_sizes"] == [24] and listed["settings"]["optimizer"] == "SGD"
+    assert 0 < listed["val_acc"] <= 1 and listed["test_acc"] is None
+
+
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [
+        ("../version_0", "names no run's model"),
+        ("version_0/../../secret", "names no run's model"),
+        ("version_0/config", "names no run's model"),
+        ("version_7", "has no best.ckpt"),
+        ("version_0/live", "has no live.pt"),
+    ],
+)
+def test_a_model_name_never_reaches_outside_the_runs(trained_run, name, error):
+    with pytest.raises(LookupError, match=error.replace("(", r"\(")):
+        RunModels(trained_run.parent, "cpu").named(name)
+
+
+@pytest.fixture(scope="module")
+def trained_run(synthetic_data_dir, tmp_path_factory) -> Path:
+    """A 784-24-10 run of 2 epochs made by the command line, as the lab lists it."""
+    folder = tmp_path_factory.mktemp("runs")
+    run_cli(
+        "fit",
+        "--model.hidden_sizes=[24]",
+        "--trainer.max_epochs=2",
+        "--data.val_size=200",
+        "--trainer.enable_progress_bar=false",
+        cwd=folder,
+        env={"MNIST_ANN_DATA_DIR": str(synthetic_data_dir)},
+    )
+    return folder / "lightning_logs" / "version_0"
+
+
+@pytest.mark.parametrize(
+    ("settings", "error"),
+    [
+        ({"hidden": [10]}, "hidden: not a setting"),
+        ({"hidden_sizes": [64] * (LIMITS["layers"] + 1)}, f"at most {LIMITS['layers']} layers"),
+        ({"hidden_sizes": [LIMITS["width"] + 1]}, f"each 1-{LIMITS['width']} units wide"),
+        ({"hidden_sizes": [0]}, "units wide"),
+        ({"hidden_sizes": "128"}, "a list of whole numbers"),
+        ({"hidden_sizes": [2048, 2048]}, "parameters, over the"),
+        ({"epochs": LIMITS["epochs"] + 1}, "epochs: a whole number from 1"),
+        ({"epochs": 2.5}, "epochs: a whole number"),
+        ({"lr": 0}, "lr: a number above 0"),
+        ({"lr": "0.1"}, "lr: a number"),
+        ({"batch_size": 0}, "batch_size: a whole number"),
+        ({"optimizer": "LBFGS"}, "optimizer: one of SGD, Adam, AdamW"),
+        ({"dataset": "cifar"}, "dataset: one of mnist"),
+        ({"dropout": 1}, "dropout: a number from 0 to 0.9"),
+        ({"weight_averaging": "yes"}, "weight_averaging: true or false"),
+    ],
+)
+def test_settings_over_a_limit_or_unknown_are_refused_with_one_message(settings, error):
+    with pytest.raises(Refused, match=error) as refused:
+        fit_arguments(settings, ["mnist"])
+    assert refused.value.status == 422
+
+
+def test_the_page_settings_become_the_command_line_a_user_would_type():
+    arguments = fit_arguments(
+        {
+            "hidden_sizes": [256, 128, 64],
+            "optimizer": "Adam",
+            "lr": 0.001,
+            "schedule": "one-cycle",
+            "augmentation": "affine",
+            "weight_averaging": True,
+        },
+        ["mnist"],
+    )
+    assert "--model.hidden_sizes=[256,128,64]" in arguments and "--model.optimizer=torch.optim.Adam" in arguments
+    assert "--model.scheduler=mnist_ann.schedules.OneCycle" in arguments
+    assert "--data.augmentation.rotation=10" in arguments and "--trainer.callbacks+=EMAWeightAveraging" in arguments
+    assert not any("momentum" in argument for argument in arguments)  # SGD's alone
+    assert arguments[-1] == "--trainer.callbacks+=mnist_ann.live.LiveReport"
+
+
+# The service, as a user runs it: in a folder of its own, on the synthetic data.
+
+
+def lab_server(folder: Path, checkpoint: Path, data_dir: Path, *args: str):
+    return start_server(checkpoint, *args, cwd=folder, env={"MNIST_ANN_DATA_DIR": str(data_dir)})
+
+
+def state(base: str) -> dict:
+    return json.loads(get(f"{base}/lab"))["job"]
+
+
+def wait_for(condition, timeout: float = 120, every: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(every)
+    pytest.fail(f"waited {timeout} s in vain")
+
+
+def drawing(data_dir: Path, **fields) -> bytes:
+    """A request to POST /predict: a synthetic test digit as a PNG file, with `fields`."""
+    picture = BytesIO()
+    Image.fromarray(load_split(data_dir, train=False)[0][0].numpy()).save(picture, format="PNG")
+    return json.dumps({"image": base64.b64encode(picture.getvalue()).decode(), **fields}).encode()
+
+
+def as_body(settings: dict) -> bytes:
+    return json.dumps(settings).encode()
+
+
+LONG_RUN = {"hidden_sizes": [48, 24], "epochs": 60, "batch_size": 16, "val_size": 200}  # 3780 steps
+
+
+def weight_events(run: Path) -> int:
+    return sum(1 for event in live_events(run) if event["event"] == "weights") if (run / EVENTS).is_file() else 0
+
+
+@pytest.mark.slow
+def test_one_run_at_a_time_limits_and_stop_each_refusal_followed_by_a_good_request(
+    trained_checkpoint, synthetic_data_dir, tmp_path
+):
+    process, base = lab_server(tmp_path, trained_checkpoint, synthetic_data_dir)
+    try:
+        for settings, status in [({"hidden_sizes": [4096]}, 422), ({"epochs": 1000}, 422), ({"wat": 1}, 422)]:
+            assert post(f"{base}/lab/fit", as_body(settings))[0] == status
+        assert post(f"{base}/lab/fit", b"{")[0] == 400
+        assert post(f"{base}/lab/stop", b"{}") == (409, {"error": "nothing is training: there is nothing to stop"})
+
+        status, job = post(f"{base}/lab/fit", as_body(LONG_RUN))
+        assert status == 200 and job["state"] == "running"
+        status, refused = post(f"{base}/lab/fit", as_body(LONG_RUN))
+        assert status == 409 and "in progress" in refused["error"]
+        run = tmp_path / "lightning_logs" / wait_for(lambda: state(base)["run"])
+
+        # A page that reads the events and goes away leaves the run going.
+        with urllib.request.urlopen(f"{base}/lab/events", timeout=30) as events:
+            assert events.readline().startswith(b"event: job")
+        wait_for(lambda: weight_events(run) >= 2)
+        assert state(base)["state"] == "running"
+
+        assert post(f"{base}/lab/stop", b"{}")[0] == 200
+        stopped = wait_for(lambda: (job := state(base))["state"] == "stopped" and job)
+        assert (run / "checkpoints" / "last.ckpt").is_file()
+        assert "Resume with: mnist-ann fit" in stopped["message"] and live_events(run)[-1]["reason"] == "stopped"
+
+        status, job = post(f"{base}/lab/test", as_body({"run": run.name}))  # and the next job starts
+        assert status == 200 and job["kind"] == "test"
+        wait_for(lambda: state(base)["state"] == "finished")
+        [listed] = json.loads(get(f"{base}/lab/runs"))
+        assert listed["run"] == run.name and 0 <= listed["test_acc"] <= 1
+        assert post(f"{base}/lab/test", as_body({"run": "../x"}))[0] == 404
+
+        # Its models answer a drawing; the explanation is toward the class asked; the logits come with it.
+        for model in (run.name, f"{run.name}/live", f"{run.name}/last"):
+            status, answer = post(f"{base}/predict", drawing(synthetic_data_dir, model=model, explain=True, target=3))
+            assert status == 200 and answer["model"]["run"] == run.name and answer["target"] == 3
+            assert [len(layer) for layer in answer["layers"]] == [48, 24, 10]  # the hidden layers, then the logits
+        for model, status in [("version_9", 404), ("../../etc/passwd", 422), (7, 422)]:
+            assert post(f"{base}/predict", drawing(synthetic_data_dir, model=model))[0] == status
+            assert post(f"{base}/predict", drawing(synthetic_data_dir))[0] == 200
+    finally:
+        stop_server(process)
+
+
+@pytest.mark.slow
+def test_on_every_interface_the_lab_trains_only_when_told_to(trained_checkpoint, synthetic_data_dir, tmp_path):
+    process, base = lab_server(tmp_path, trained_checkpoint, synthetic_data_dir, "--host", "0.0.0.0")
+    try:
+        status, refused = post(f"{base}/lab/fit", as_body(LONG_RUN))
+        assert status == 403 and "--allow_remote_training true" in refused["error"]
+        assert post(f"{base}/lab/stop", b"{}")[0] == 403
+        assert json.loads(get(f"{base}/lab"))["allowed"] is False
+        assert json.loads(get(f"{base}/lab/runs")) == []  # what is not training still answers
+    finally:
+        stop_server(process)
+    process, base = lab_server(
+        tmp_path, trained_checkpoint, synthetic_data_dir, "--host", "0.0.0.0", "--allow_remote_training", "true"
+    )
+    try:
+        assert post(f"{base}/lab/fit", as_body({**LONG_RUN, "epochs": 1}))[0] == 200
+        wait_for(lambda: state(base)["state"] == "finished")
+    finally:
+        stop_server(process)
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_service_stops_its_run_with_the_step_saved_and_no_process_left(
+    trained_checkpoint, synthetic_data_dir, tmp_path
+):
+    process, base = lab_server(tmp_path, trained_checkpoint, synthetic_data_dir)
+    try:
+        post(f"{base}/lab/fit", as_body(LONG_RUN))
+        run = tmp_path / "lightning_logs" / wait_for(lambda: state(base)["run"])
+        wait_for(lambda: weight_events(run) >= 1)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        wait_until_group_gone(process.pid)  # the server's whole group, the run's process with it
+        last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+        assert last["global_step"] > 0 and live_events(run)[-1] == {
+            "event": "end",
+            "step": last["global_step"],
+            "reason": "stopped",
+        }
+    finally:
+        stop_server(process)
+
+
+# The page, in headless Chromium.
+
+
+class LabPage(Page):
+    def lab_state(self) -> str:
+        return self.find_body().get_attribute("data-lab") or ""
+
+    def count(self, name: str) -> int:
+        return int(self.find_body().get_attribute(f"data-{name}") or 0)
+
+    def set_layers(self, widths: list[int]) -> None:
+        from selenium.webdriver.common.by import By
+
+        for remove in self.driver.find_elements(By.CSS_SELECTOR, "#widths button"):
+            remove.click()
+        for width in widths:
+            self.find("add-layer").click()
+            field = self.driver.find_elements(By.CSS_SELECTOR, "#widths input")[-1]
+            field.clear()
+            field.send_keys(str(width))
+
+    def set(self, name: str, value) -> None:
+        field = self.driver.find_element(self.by.NAME, name)
+        field.clear()
+        field.send_keys(str(value))
+
+    def wait(self, condition, timeout: float = 120) -> None:
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        WebDriverWait(self.driver, timeout, poll_frequency=0.2).until(lambda _: condition())
+
+
+@pytest.mark.slow
+def test_train_watch_stop_pick_and_compare_runs_on_the_page(trained_checkpoint, synthetic_data_dir, browser, tmp_path):
+    process, base = lab_server(tmp_path, trained_checkpoint, synthetic_data_dir)
+    try:
+        browser.set_window_size(1280, 1000)
+        page = LabPage(browser, f"{base}/")
+        page.wait(lambda: page.driver.find_elements(page.by.CSS_SELECTOR, "#widths input"))
+        page.draw(STROKES["3"])
+        page.settled(1)
+        page.set_layers([40, 20])
+        page.set("epochs", 60)
+        page.set("batch_size", 16)
+        page.set("val_size", 200)
+        page.find("start").click()
+        page.wait(lambda: page.lab_state() == "running" and page.count("weight-updates") >= 3)
+        page.wait(lambda: page.count("loss-points") >= 10)
+        assert page.find("answer-with").get_attribute("value").endswith("/live")  # the drawing follows the run
+        page.wait(lambda: "step" in page.find("model-about").text)
+        browser.save_screenshot(str(SCREENSHOT_DIR / "mnist-ann-lab-training.png"))
+        page.find("stop").click()
+        page.wait(lambda: page.lab_state() == "stopped")
+        assert "Resume with: mnist-ann fit" in page.find("lab-message").text
+
+        page.wait(lambda: page.driver.find_elements(page.by.CSS_SELECTOR, '#runs tr[data-run="version_0"]'))
+        row = page.driver.find_element(page.by.CSS_SELECTOR, '#runs tr[data-run="version_0"]')
+        assert "784-40-20-10" in row.text and "SGD" in row.text and "60" in row.text
+        row.find_element(page.by.XPATH, ".//button[text()='Answer with']").click()
+        page.find("clear").click()
+        answers = page.count("answers")
+        page.draw(STROKES["7"])
+        page.settled(answers + 1)
+        assert page.find("model-about").text.startswith("version_0, best.ckpt")
+        assert page.find("answer").text.split("\n")[0] in list("0123456789")
+
+        # A second run, finished, compared with the first on the same drawing.
+        page.set_layers([16])
+        page.set("epochs", 3)
+        page.find("start").click()
+        page.wait(lambda: page.lab_state() == "finished")
+        page.wait(lambda: page.driver.find_elements(page.by.CSS_SELECTOR, '#runs tr[data-run="version_1"]'))
+        second = page.driver.find_element(page.by.CSS_SELECTOR, '#runs tr[data-run="version_1"]')
+        second.find_element(page.by.XPATH, ".//button[text()='Compare']").click()
+        page.wait(lambda: len(page.driver.find_elements(page.by.CSS_SELECTOR, "#compare-answer .fill")) == 10)
+        compared = page.driver.find_elements(page.by.CSS_SELECTOR, "#compare-answer .layer .title")
+        assert [title.text for title in compared] == ["input", "hidden 1", "output"]
+        browser.execute_script("document.getElementById('compare').scrollIntoView()")
+        browser.save_screenshot(str(SCREENSHOT_DIR / "mnist-ann-lab-compare.png"))
+    finally:
+        stop_server(process)
+
+    # The run started from the page replays from its folder, as any run does.
+    config = tmp_path / "lightning_logs" / "version_1" / "config.yaml"
+    replay = run_cli("fit", "--config", str(config), cwd=tmp_path, env={"MNIST_ANN_DATA_DIR": str(synthetic_data_dir)})
+    assert "Best val/acc" in replay.stderr + replay.stdout
+    assert (tmp_path / "lightning_logs" / "version_2" / "checkpoints" / "best.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_at_phone_width_the_pad_keeps_its_size_and_the_answers_are_the_desktops(trained_checkpoint, browser, tmp_path):
+    process, base = start_server(trained_checkpoint, cwd=tmp_path)
+    answers = {}
+    try:
+        for width, height in [(1280, 1000), (390, 844)]:
+            browser.set_window_size(width, height)
+            page = Page(browser, f"{base}/")
+            size = page.pad.size
+            shown = []
+            for count, digit in enumerate("0147", start=1):
+                page.find("clear").click()
+                page.draw(STROKES[digit])
+                page.settled(count)
+                shown.append(page.shown()["answer"])
+                assert page.pad.size == size, (width, digit)
+            answers[width] = shown
+            if width == 390:
+                script = "return [document.getElementById('pad-answer').getBoundingClientRect(), window.innerHeight]"
+                answer_box, visible_height = browser.execute_script(script)
+                page_width = browser.execute_script("return document.documentElement.scrollWidth")
+                assert 0 < answer_box["bottom"] <= visible_height and page_width <= width
+                assert page.find("pad-answer").text.split(" ")[0] == shown[-1]
+                browser.save_screenshot(str(SCREENSHOT_DIR / "mnist-ann-phone.png"))
+        assert answers[390] == answers[1280]
+    finally:
+        browser.set_window_size(1280, 1000)
+        stop_server(process)
