@@ -55,6 +55,10 @@ class MNISTDataModule(L.LightningDataModule):
             by `mnist_ann.images`); unset, `predict` runs on the test images.
         augmentation: how far each training batch's images are randomly distorted on the training
             device (`mnist_ann.augment`); by default not at all. Validation, test and predict images never are.
+        extra_data: a folder of IDX files (such as a collection of your own drawings, `mnist_ann.collect`)
+            whose training images are added to the training set; validation and test stay the dataset's.
+        extra_repeats: how many times each of those images is in every epoch, so that a few dozen count
+            beside tens of thousands.
     """
 
     def __init__(
@@ -69,6 +73,8 @@ class MNISTDataModule(L.LightningDataModule):
         classes: list[str] | None = None,
         predict_files: list[str] | str | None = None,
         augmentation: Distortion = NO_DISTORTION,
+        extra_data: str | None = None,
+        extra_repeats: PositiveInt = 1,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore="data_dir")
@@ -88,6 +94,7 @@ class MNISTDataModule(L.LightningDataModule):
         if len(self.classes) != 10:
             raise ConfigError(f"data.classes must name the 10 labels 0-9, got {len(self.classes)} names")
         self.augmentation = augmentation
+        self.extra_data, self.extra_repeats = extra_data, extra_repeats
         self.augmentation_seed: tuple[int, int] | None = None  # (the run's seed, this process), set by setup("fit")
         self.augmented_batches = 0  # kept in checkpoints: with the seed, it decides the next batch's distortions
         self.train_loader: TensorLoader | None = None
@@ -111,22 +118,32 @@ class MNISTDataModule(L.LightningDataModule):
             digits, self.predict_names, self.predict_failures = load_pictures(self.predict_files)
             self.splits["predict"] = normalize(digits).to(device), torch.arange(len(digits), device=device)
         elif not self.splits:
-            self._load_splits(device)
+            self._load_splits(device, stage)
         if stage == "fit" and self.augmentation:
             self.augmentation_seed = torch.initial_seed(), self.trainer.global_rank if self.trainer else 0
 
-    def _load_splits(self, device: torch.device) -> None:
+    def _load_splits(self, device: torch.device, stage: str) -> None:
         ensure_files(self.data_dir, download=False, dataset=self.dataset)
         images, labels = load_split(self.data_dir, train=True, dataset=self.dataset)
-        if self.val_size >= len(images):
-            raise ConfigError(f"data.val_size={self.val_size} leaves no training images out of {len(images)}")
+        val_size = self.val_size
+        if val_size >= len(images):
+            if stage in ("fit", "validate"):
+                raise ConfigError(f"data.val_size={val_size} leaves no training images out of {len(images)}")
+            val_size = 0  # testing a small data set (a collection of drawings): no validation split is needed
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.split_seed))
-        val_index, train_index = order[: self.val_size], order[self.val_size :]
+        val_index, train_index = order[:val_size], order[val_size:]
         images = normalize(images)
         test_images, test_labels = load_split(self.data_dir, train=False, dataset=self.dataset)
         test_images = normalize(test_images)
+        train = images[train_index], labels[train_index]
+        if self.extra_data:
+            extra_images, extra_labels = load_split(self.data_dir, train=True, dataset=self.extra_data)
+            train = (
+                torch.cat([train[0], normalize(extra_images).repeat(self.extra_repeats, 1, 1, 1)]),
+                torch.cat([train[1], extra_labels.repeat(self.extra_repeats)]),
+            )
         self.splits = {
-            "train": (images[train_index], labels[train_index]),
+            "train": train,
             "val": (images[val_index], labels[val_index]),
             "test": (test_images, test_labels),
             # Predicting on the test images: the second item of each batch is the image's index, not its label.

@@ -110,6 +110,8 @@ def read_idx(path: Path, shape_tail: tuple[int, ...]) -> tuple[Tensor, bytes]:
     if len(data) != expected:
         damage = "it is truncated" if len(data) < expected else "it has bytes beyond the data"
         raise DataError(f"{path}: {len(data)} bytes, but its header announces {shape} = {expected} bytes; {damage}")
+    if not math.prod(shape):  # (torch makes no tensor of an empty buffer)
+        return torch.zeros(shape, dtype=torch.uint8), data
     return torch.frombuffer(bytearray(data[header_size:]), dtype=torch.uint8).view(shape), data
 
 
@@ -144,3 +146,13 @@ def load_split(data_dir: Path, train: bool, dataset: str = "mnist") -> tuple[Ten
         warn_unless_published(images_path, images_content)
         warn_unless_published(labels_path, labels_content)
     return images, labels
+
+
+def write_idx(path: Path, array: Tensor) -> None:
+    """A uint8 tensor as an IDX file (magic 0, 0, 8, ndim; big-endian sizes; the bytes), written whole: to a
+    temporary name first, then renamed, so that no reader ever finds half a file."""
+    array = array.to(torch.uint8).contiguous()
+    header = bytes([0, 0, 0x08, array.dim()]) + struct.pack(f">{array.dim()}I", *array.shape)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(header + array.numpy().tobytes())
+    os.replace(partial, path)

@@ -5,8 +5,8 @@ current weights in `live.pt` beside it (a checkpoint of the weights alone), so t
 by the model as it learns:
 
     {"event": "start", "step": 0, "max_steps": 8600, "hidden_sizes": [128, 64], ...}
-    {"event": "train", "step": 20, "epoch": 0, "loss": 2.18}           every `every_n_steps` steps
-    {"event": "weights", "step": 200, "image": "data:image/png;..."}   every `weights_every_n_steps`
+    {"event": "train", "step": 20, "epoch": 0, "loss": 2.18}           every `every_n_steps` steps (or more)
+    {"event": "weights", "step": 200, "image": "data:image/png;..."}   every `weights_every_n_steps` (or more)
     {"event": "val", "step": 860, "epoch": 0, "acc": 0.93, "loss": 0.24}  after each validation
     {"event": "end", "step": 8600, "reason": "finished"}                or "stopped", "failed"
 
@@ -17,12 +17,13 @@ nothing else depends on it, so a run without this callback is an ordinary run, a
 import base64
 import json
 import os
+import time
 from io import BytesIO
 from pathlib import Path
 
 import lightning as L
 import torch
-from jsonargparse.typing import PositiveInt
+from jsonargparse.typing import NonNegativeFloat, PositiveInt
 from lightning.pytorch.callbacks import Callback
 from torchvision.transforms.functional import to_pil_image
 
@@ -36,12 +37,24 @@ class LiveReport(Callback):
     """Training loss, validation accuracy, the first layer's weight tiles and the current weights, as the run goes.
 
     Args:
-        every_n_steps: the mean training loss of the last this many steps, once every this many steps.
-        weights_every_n_steps: the weight tiles and `live.pt`, at the start and once every this many steps.
+        every_n_steps: the mean training loss since the last report, once every this many steps...
+        loss_every_seconds: ...but not more often than this.
+        weights_every_n_steps: the weight tiles and `live.pt`, at the start and once every this many steps...
+        weights_every_seconds: ...but not more often than this. A fast small model would otherwise spend
+            its time drawing tiles, and the page answering the drawing anew and redrawing curves, rather
+            than training (benchmarks/lab.py measures what watching costs).
     """
 
-    def __init__(self, every_n_steps: PositiveInt = 20, weights_every_n_steps: PositiveInt = 200) -> None:
+    def __init__(
+        self,
+        every_n_steps: PositiveInt = 20,
+        loss_every_seconds: NonNegativeFloat = 0.25,
+        weights_every_n_steps: PositiveInt = 200,
+        weights_every_seconds: NonNegativeFloat = 2.0,
+    ) -> None:
         self.every_n_steps, self.weights_every_n_steps = every_n_steps, weights_every_n_steps
+        self.loss_every_seconds, self.weights_every_seconds = loss_every_seconds, weights_every_seconds
+        self.loss_written = self.weights_written = 0.0
         self.folder: Path | None = None
         self.losses: list[torch.Tensor] = []
 
@@ -66,11 +79,13 @@ class LiveReport(Callback):
             return
         self.losses.append(outputs["loss"].detach())
         step = trainer.global_step
-        if step % self.every_n_steps == 0:
+        if step % self.every_n_steps == 0 and time.monotonic() - self.loss_written >= self.loss_every_seconds:
             loss = torch.stack(self.losses).mean().item()
             self.losses.clear()
+            self.loss_written = time.monotonic()
             self.write(event="train", step=step, epoch=trainer.current_epoch, loss=loss)
-        if step % self.weights_every_n_steps == 0:
+        due = time.monotonic() - self.weights_written >= self.weights_every_seconds
+        if step % self.weights_every_n_steps == 0 and due:
             self.report_weights(trainer, pl_module)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -113,6 +128,7 @@ class LiveReport(Callback):
         }
         torch.save(weights, partial)
         os.replace(partial, self.folder / WEIGHTS)
+        self.weights_written = time.monotonic()
         return image
 
     def write(self, **event) -> None:

@@ -14,6 +14,7 @@ per-step bookkeeping (`mnist_ann.lean`); `log_training_loss` is its `self.log("t
 """
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from jsonargparse.typing import ClosedUnitInterval, PositiveFloat, PositiveInt
@@ -24,7 +25,8 @@ from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.wrappers import ClasswiseWrapper
 
-from mnist_ann.errors import ConfigError
+from mnist_ann.checkpoints import check_checkpoint, shape_differences
+from mnist_ann.errors import CheckpointError, ConfigError
 from mnist_ann.lean import LeanLightningModule
 from mnist_ann.network import DIGITS, MLP, NUM_CLASSES
 from mnist_ann.schedules import ScheduleCallable
@@ -67,6 +69,9 @@ class MNISTClassifier(LeanLightningModule):
         positive: for `binary`: the digit that is the positive class against the rest, or `even`.
         class_names: the name of each label 0-9 (the command line takes them from the data);
             saved with the checkpoint, so that predictions keep them.
+        weights_from: a checkpoint whose network weights `fit` starts from, to fine-tune them (loaded
+            weights only). Unlike `--ckpt_path`, which resumes a run, it brings no optimizer state, epoch
+            or schedule: the new run starts at epoch 0 with its own settings.
     """
 
     def __init__(
@@ -81,6 +86,7 @@ class MNISTClassifier(LeanLightningModule):
         task: TaskName = "multiclass",
         positive: PositiveRule = "0",
         class_names: list[str] | None = None,
+        weights_from: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
@@ -110,6 +116,18 @@ class MNISTClassifier(LeanLightningModule):
         loss = self.task.loss(outputs, self.task.targets(labels))
         self.log_training_loss(loss, outputs, labels)
         return loss
+
+    def setup(self, stage: str) -> None:
+        # Before Lightning restores a resumed run (`--ckpt_path`), which then overrides these weights.
+        if stage == "fit" and self.hparams.weights_from:
+            saved = check_checkpoint(Path(self.hparams.weights_from), unsafe_option=None)["state_dict"]
+            weights = {name.removeprefix("net."): value for name, value in saved.items() if name.startswith("net.")}
+            if differences := shape_differences(weights, self.net.state_dict()):
+                raise CheckpointError(
+                    f"model.weights_from {self.hparams.weights_from} does not fit this model: "
+                    + "; ".join(differences[:4])
+                )
+            self.net.load_state_dict(weights)
 
     def on_train_start(self) -> None:
         self.val_accuracy_best.reset()  # forget the sanity check's validation

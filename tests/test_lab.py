@@ -38,7 +38,7 @@ def test_live_report_writes_the_curves_the_weights_and_a_model_that_answers(synt
     trainer = L.Trainer(
         max_epochs=2,
         logger=TensorBoardLogger(tmp_path, name="lightning_logs"),
-        callbacks=[LiveReport(every_n_steps=5, weights_every_n_steps=10)],
+        callbacks=[LiveReport(5, loss_every_seconds=0, weights_every_n_steps=10, weights_every_seconds=0)],
         enable_progress_bar=False,
         enable_model_summary=False,
     )
@@ -177,7 +177,7 @@ def as_body(settings: dict) -> bytes:
     return json.dumps(settings).encode()
 
 
-LONG_RUN = {"hidden_sizes": [48, 24], "epochs": 60, "batch_size": 16, "val_size": 200}  # 3780 steps
+LONG_RUN = {"hidden_sizes": [48, 24], "epochs": 100, "batch_size": 16, "val_size": 200}  # 6300 steps
 
 
 def weight_events(run: Path) -> int:
@@ -224,6 +224,14 @@ def test_one_run_at_a_time_limits_and_stop_each_refusal_followed_by_a_good_reque
             status, answer = post(f"{base}/predict", drawing(synthetic_data_dir, model=model, explain=True, target=3))
             assert status == 200 and answer["model"]["run"] == run.name and answer["target"] == 3
             assert [len(layer) for layer in answer["layers"]] == [48, 24, 10]  # the hidden layers, then the logits
+        # Drawings to keep: a label that is no digit, a picture that is not base64, teaching with none kept yet.
+        assert post(f"{base}/collect", as_body({"image": "QUJD", "label": 12}))[0] == 422
+        assert post(f"{base}/collect", as_body({"image": "not base64!", "label": 1}))[0] == 400
+        status, refused = post(f"{base}/lab/teach", as_body({"run": run.name}))
+        assert status == 409 and "no drawings to teach with" in refused["error"]
+        status, saved = post(f"{base}/collect", drawing(synthetic_data_dir, label=7))
+        assert status == 200 and saved["count"] == 1 and (tmp_path / "my_digits" / "digits" / "000001-7.png").is_file()
+        assert post(f"{base}/lab/teach", as_body({"run": run.name, "epochs": 0}))[0] == 422
         for model, status in [("version_9", 404), ("../../etc/passwd", 422), (7, 422)]:
             assert post(f"{base}/predict", drawing(synthetic_data_dir, model=model))[0] == status
             assert post(f"{base}/predict", drawing(synthetic_data_dir))[0] == 200
@@ -238,6 +246,8 @@ def test_on_every_interface_the_lab_trains_only_when_told_to(trained_checkpoint,
         status, refused = post(f"{base}/lab/fit", as_body(LONG_RUN))
         assert status == 403 and "--allow_remote_training true" in refused["error"]
         assert post(f"{base}/lab/stop", b"{}")[0] == 403
+        assert post(f"{base}/collect", drawing(synthetic_data_dir, label=3))[0] == 403
+        assert post(f"{base}/lab/teach", as_body({"run": "version_0"}))[0] == 403
         assert json.loads(get(f"{base}/lab"))["allowed"] is False
         assert json.loads(get(f"{base}/lab/runs")) == []  # what is not training still answers
     finally:
@@ -300,11 +310,6 @@ class LabPage(Page):
         field.clear()
         field.send_keys(str(value))
 
-    def wait(self, condition, timeout: float = 120) -> None:
-        from selenium.webdriver.support.ui import WebDriverWait
-
-        WebDriverWait(self.driver, timeout, poll_frequency=0.2).until(lambda _: condition())
-
 
 @pytest.mark.slow
 def test_train_watch_stop_pick_and_compare_runs_on_the_page(trained_checkpoint, synthetic_data_dir, browser, tmp_path):
@@ -312,26 +317,26 @@ def test_train_watch_stop_pick_and_compare_runs_on_the_page(trained_checkpoint, 
     try:
         browser.set_window_size(1280, 1000)
         page = LabPage(browser, f"{base}/")
-        page.wait(lambda: page.driver.find_elements(page.by.CSS_SELECTOR, "#widths input"))
+        page.wait_for(lambda: page.driver.find_elements(page.by.CSS_SELECTOR, "#widths input"))
         page.draw(STROKES["3"])
         page.settled(1)
         page.set_layers([40, 20])
-        page.set("epochs", 60)
+        page.set("epochs", 100)
         page.set("batch_size", 16)
         page.set("val_size", 200)
         page.find("start").click()
-        page.wait(lambda: page.lab_state() == "running" and page.count("weight-updates") >= 3)
-        page.wait(lambda: page.count("loss-points") >= 10)
+        page.wait_for(lambda: page.lab_state() == "running" and page.count("weight-updates") >= 3)
+        page.wait_for(lambda: page.count("loss-points") >= 10)
         assert page.find("answer-with").get_attribute("value").endswith("/live")  # the drawing follows the run
-        page.wait(lambda: "step" in page.find("model-about").text)
+        page.wait_for(lambda: "step" in page.find("model-about").text)
         browser.save_screenshot(str(SCREENSHOT_DIR / "mnist-ann-lab-training.png"))
         page.find("stop").click()
-        page.wait(lambda: page.lab_state() == "stopped")
+        page.wait_for(lambda: page.lab_state() == "stopped")
         assert "Resume with: mnist-ann fit" in page.find("lab-message").text
 
-        page.wait(lambda: page.driver.find_elements(page.by.CSS_SELECTOR, '#runs tr[data-run="version_0"]'))
+        page.wait_for(lambda: page.driver.find_elements(page.by.CSS_SELECTOR, '#runs tr[data-run="version_0"]'))
         row = page.driver.find_element(page.by.CSS_SELECTOR, '#runs tr[data-run="version_0"]')
-        assert "784-40-20-10" in row.text and "SGD" in row.text and "60" in row.text
+        assert "784-40-20-10" in row.text and "SGD" in row.text and "100" in row.text
         row.find_element(page.by.XPATH, ".//button[text()='Answer with']").click()
         page.find("clear").click()
         answers = page.count("answers")
@@ -344,13 +349,18 @@ def test_train_watch_stop_pick_and_compare_runs_on_the_page(trained_checkpoint, 
         page.set_layers([16])
         page.set("epochs", 3)
         page.find("start").click()
-        page.wait(lambda: page.lab_state() == "finished")
-        page.wait(lambda: page.driver.find_elements(page.by.CSS_SELECTOR, '#runs tr[data-run="version_1"]'))
+        page.wait_for(lambda: page.lab_state() == "finished")
+        page.wait_for(lambda: page.driver.find_elements(page.by.CSS_SELECTOR, '#runs tr[data-run="version_1"]'))
+        first = page.driver.find_element(page.by.CSS_SELECTOR, '#runs tr[data-run="version_0"]')
+        first.find_element(page.by.XPATH, ".//button[text()='Answer with']").click()  # (the new run answered live)
         second = page.driver.find_element(page.by.CSS_SELECTOR, '#runs tr[data-run="version_1"]')
         second.find_element(page.by.XPATH, ".//button[text()='Compare']").click()
-        page.wait(lambda: len(page.driver.find_elements(page.by.CSS_SELECTOR, "#compare-answer .fill")) == 10)
+        page.wait_for(lambda: len(page.driver.find_elements(page.by.CSS_SELECTOR, "#compare-answer .fill")) == 10)
         compared = page.driver.find_elements(page.by.CSS_SELECTOR, "#compare-answer .layer .title")
         assert [title.text for title in compared] == ["input", "hidden 1", "output"]
+        beside = page.driver.find_elements(page.by.CSS_SELECTOR, "#compare-main .layer .title")
+        assert [title.text for title in beside] == ["input", "hidden 1", "hidden 2", "output"]  # version_0, 40-20
+        assert page.find("compare-name").text.startswith("version_1, best.ckpt")
         browser.execute_script("document.getElementById('compare').scrollIntoView()")
         browser.save_screenshot(str(SCREENSHOT_DIR / "mnist-ann-lab-compare.png"))
     finally:

@@ -289,23 +289,31 @@ def stop_job_left_running(root: Path = RUNS, seconds: float = 60) -> None:
     (root / PID_FILE).unlink(missing_ok=True)
 
 
+def refusing(action):
+    """A route of `action(request)`: its JSON answer, or a refusal's `{"error": ...}` with its status."""
+
+    async def route(request: Request) -> JSONResponse:
+        try:
+            return JSONResponse(await action(request))
+        except Refused as refused:
+            return JSONResponse({"error": refused.message}, status_code=refused.status)
+
+    return route
+
+
+async def body(request: Request) -> dict:
+    """The request's JSON object."""
+    try:
+        sent = await request.json()
+    except ValueError:
+        raise Refused(400, "malformed JSON") from None
+    if not isinstance(sent, dict):
+        raise Refused(422, "send a JSON object")
+    return sent
+
+
 def add_lab(app: FastAPI, lab: Lab) -> None:
     """The lab's routes on the service's app (see the module's docstring)."""
-
-    async def body(request: Request) -> dict:
-        try:
-            return await request.json()
-        except ValueError:
-            raise Refused(400, "malformed JSON") from None
-
-    def answer(action):
-        async def route(request: Request) -> JSONResponse:
-            try:
-                return JSONResponse(await action(request))
-            except Refused as refused:
-                return JSONResponse({"error": refused.message}, status_code=refused.status)
-
-        return route
 
     async def about(request: Request) -> dict:
         return lab.about()
@@ -342,7 +350,7 @@ def add_lab(app: FastAPI, lab: Lab) -> None:
         ("/lab/stop", stop, "POST"),
         ("/lab/runs", runs, "GET"),
     ]:
-        app.add_api_route(path, answer(action), methods=[method], include_in_schema=False)
+        app.add_api_route(path, refusing(action), methods=[method], include_in_schema=False)
 
     async def watch(request: Request) -> StreamingResponse:
         return events(lab, request)

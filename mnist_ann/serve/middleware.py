@@ -182,6 +182,9 @@ KNOWN_PATHS = (
     "/lab/test",
     "/lab/stop",
     "/lab/runs",
+    "/lab/teach",
+    "/collect",
+    "/collect/measure",
     "/lab/events",
 )
 

@@ -31,6 +31,7 @@ from fastapi.responses import JSONResponse
 from jsonargparse.typing import NonNegativeFloat, PositiveInt, restricted_number_type
 
 from mnist_ann.checkpoints import check_checkpoint, resolve_checkpoint
+from mnist_ann.collect import Collection
 from mnist_ann.data import normalize
 from mnist_ann.errors import UserError
 from mnist_ann.explain import class_attributions
@@ -46,6 +47,7 @@ from mnist_ann.images import (
 )
 from mnist_ann.model import MNISTClassifier
 from mnist_ann.serve.app import complete
+from mnist_ann.serve.handwriting import add_handwriting
 from mnist_ann.serve.lab import RUNS, Lab, stop_job_left_running
 from mnist_ann.serve.middleware import (
     MAX_BODY_BYTES,
@@ -183,6 +185,7 @@ def serve(
     fast_queue: bool = True,
     access_log: bool = True,
     allow_remote_training: bool = False,
+    collect_dir: str = "my_digits",
 ) -> None:
     """Serve a checkpoint over HTTP until Ctrl-C or SIGTERM.
 
@@ -198,7 +201,12 @@ def serve(
         access_log: one line on stderr per request: client, method, path, status, milliseconds.
         allow_remote_training: let the page's lab train when the service listens beyond 127.0.0.1: any client
             that reaches it can then use this machine's cores for hours (on 127.0.0.1 the lab always trains).
+        collect_dir: the folder the page keeps your labelled drawings in (`mnist_ann.collect`); created
+            with the first one.
     """
+    # The HTTP process, forked from this one, runs torch too (the collection, the measurements): a thread pool
+    # this process had started would deadlock there, since a fork copies no threads.
+    torch.set_num_threads(1)
     checkpoint = resolve_checkpoint(ckpt_path, {})
     saved = check_checkpoint(checkpoint, unsafe_option=None)  # (serve always loads weights only)
     # Built once here too, so that a checkpoint the model cannot take fails with its message, not in a worker.
@@ -221,7 +229,9 @@ def serve(
             (ServiceLog, {"metrics": metrics, "model": str(checkpoint), "access_log": access_log}),
         ],
     )
-    complete(server.app, metrics, Lab(RUNS, allowed=host == "127.0.0.1" or allow_remote_training))
+    lab = Lab(RUNS, allowed=host == "127.0.0.1" or allow_remote_training)
+    complete(server.app, metrics, lab)
+    add_handwriting(server.app, lab, Collection(collect_dir), checkpoint)
     # Open connections get this long to finish when the server stops (LitServe's default, 30 s, made a stop
     # under load take that long); a prediction takes milliseconds.
     server.uvicorn_graceful_timeout = STOP_SECONDS

@@ -50,6 +50,12 @@ class Page:
             lambda _: int(body.get_attribute("data-answers")) >= answers and body.get_attribute("data-busy") == "no"
         )
 
+    def wait_for(self, condition, timeout: float = 120):
+        """Wait until `condition()` is true (polled five times a second); what it returned."""
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        return WebDriverWait(self.driver, timeout, poll_frequency=0.2).until(lambda _: condition())
+
     def find_body(self):
         return self.driver.find_element(self.by.TAG_NAME, "body")
 

@@ -4,19 +4,18 @@ Each class is a fixed random 28x28 stroke pattern plus per-image noise, so a mod
 one short epoch while every byte still goes through the product's own loading code.
 """
 
-import struct
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
-IDX_UBYTE = 0x08
+from mnist_ann import idx
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write a uint8 array as an IDX file: magic (0, 0, type, ndim), big-endian sizes, then the bytes."""
-    header = struct.pack(">BBBB", 0, 0, IDX_UBYTE, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+    """Write a uint8 array as an IDX file, as the product writes one (`mnist_ann.idx.write_idx`)."""
+    idx.write_idx(path, torch.from_numpy(np.ascontiguousarray(array, dtype=np.uint8)))
 
 
 def synthetic_digits(count: int, seed: int, noise: float = 20) -> tuple[np.ndarray, np.ndarray]:

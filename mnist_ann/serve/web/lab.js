@@ -3,6 +3,7 @@
 // from the server is set with textContent, never parsed as HTML.
 import { answerWith, askAgain, compareWith } from "./page.js";
 import { Chart } from "./chart.js";
+import { call } from "./request.js";
 
 const form = document.getElementById("settings");
 const widths = document.getElementById("widths");
@@ -64,15 +65,6 @@ function settings() {
   };
 }
 
-async function call(path, body) {
-  const response = await fetch(path, body === undefined ? {} : {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-  });
-  const answer = await response.json().catch(() => ({ error: `the server answered ${response.status}` }));
-  if (!response.ok) throw new Error(answer.error || `the server answered ${response.status}`);
-  return answer;
-}
-
 async function setUp() {
   const lab = await call("lab");
   limits = lab.limits;
@@ -123,6 +115,7 @@ function listen() {
 }
 
 function showJob(job) {
+  document.dispatchEvent(new CustomEvent("job", { detail: job }));  // for handwriting.js
   const active = job.state === "running" || job.state === "stopping";
   document.body.dataset.lab = job.state;
   startButton.disabled = active || document.getElementById("lab-off").hidden === false;

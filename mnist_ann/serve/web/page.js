@@ -1,22 +1,29 @@
 // The draw-a-digit page: the pad, and the requests that ask the service what the drawing is: of the model
 // chosen to answer (the served checkpoint, a run, or the run training now), and of a second one to compare.
 import { render } from "./answer.js";
+import { base64, call } from "./request.js";
 
 const pad = document.getElementById("pad");
 const ink = pad.getContext("2d");
 const message = document.getElementById("message");
 const main = document.getElementById("main-answer"), mainLayers = document.getElementById("layers");
 const compareBox = document.getElementById("compare"), compareView = document.getElementById("compare-answer");
+const compareMain = document.getElementById("compare-main");
 const target = document.getElementById("target");
 let drawing = false, hasInk = false, inFlight = false, again = false, timer = null;
 let chosen = { model: null, compare: null, blob: null };
 
 function showAnswers(answer, compared) {
   render(answer, main, mainLayers);
+  chosen.answer = answer;
+  document.dispatchEvent(new CustomEvent("answer", { detail: answer }));  // for handwriting.js
   // On a narrow screen, the answer in a word beside the pad: the full answer is below it, out of sight.
   document.getElementById("pad-answer").textContent = answer
     ? `${answer.name}${answer.probabilities ? ` (${(100 * answer.probabilities[answer.class]).toFixed(0)}%)` : ""}` : "";
-  render(compared, compareView, compareView.querySelector(".layers"));
+  for (const [view, shown] of [[compareMain, answer], [compareView, compared]]) {
+    render(shown, view, view.querySelector(".layers"));
+    view.querySelector(".who").textContent = shown ? `${shown.model.run}, ${shown.model.checkpoint.split("/").pop()}` : "";
+  }
 }
 
 function clearPad() {
@@ -33,9 +40,10 @@ export function answerWith(model) { chosen.model = model || null; askAgain(); }
 export function compareWith(model) {
   chosen.compare = model || null;
   compareBox.hidden = !model;
-  document.getElementById("compare-name").textContent = model || "";
   askAgain();
 }
+export function current() { return { blob: chosen.blob, answer: chosen.answer, model: chosen.model }; }
+export { clearPad };
 export function askAgain() { if (chosen.blob && !inFlight) ask(chosen.blob); else if (chosen.blob) again = true; }
 document.getElementById("compare-close").addEventListener("click", () => compareWith(null));
 target.addEventListener("change", askAgain);
@@ -84,15 +92,10 @@ function now() {
 function busy(state) { document.body.dataset.busy = state; }
 let answers = 0;
 
-async function predict(image, model, explainTarget) {
+function predict(image, model, explainTarget) {
   const request = { image, explain: true, model };
   if (explainTarget !== "") request.target = Number(explainTarget);
-  const response = await fetch("predict", {
-    method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(request),
-  });
-  const answer = await response.json().catch(() => ({error: `the server answered ${response.status}`}));
-  if (!response.ok) throw new Error(answer.error || `the server answered ${response.status}`);
-  return answer;
+  return call("predict", request);
 }
 
 async function ask(blob) {
@@ -128,15 +131,6 @@ function describe(answer) {
   if (target.options.length !== answer.classes.length + 1) {
     target.replaceChildren(new Option("the answer", ""), ...answer.classes.map((name, index) => new Option(`${name}`, `${index}`)));
   }
-}
-
-function base64(blob) {
-  return new Promise((resolve, reject) => {
-    const reader = new FileReader();
-    reader.onload = () => resolve(reader.result.split(",", 2)[1]);
-    reader.onerror = () => reject(reader.error);
-    reader.readAsDataURL(blob);
-  });
 }
 
 function showMessage(text, info) {
