@@ -155,7 +155,7 @@ class Job:
 
     def __init__(self, kind: str, arguments: list[str], root: Path, run: Path | None = None) -> None:
         self.kind, self.root, self.run = kind, root, run
-        self.started, self.stop_requested = time.time(), False
+        self.stop_requested = False
         self.earlier = {folder.name for folder in root.glob("version_*")}
         self.output = tempfile.TemporaryFile("w+")  # noqa: SIM115 (read while the job runs, closed with the job)
         command = [sys.executable, "-m", "mnist_ann", kind, *arguments, "--trainer.enable_progress_bar=false"]
