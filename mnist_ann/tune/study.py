@@ -116,7 +116,9 @@ def run_study(options: argparse.Namespace, fit_args: list[str], argv: list[str])
         if remaining > 0:
             # Trials running in other processes count: together they stop at n_trials.
             stop = optuna.study.MaxTrialsCallback(search.n_trials, states=(*FINISHED, TrialState.RUNNING))
-            study.optimize(trials.run, n_trials=remaining, callbacks=[stop], catch=(TrialConfigError,))
+            study.optimize(
+                trials.run, n_trials=remaining, callbacks=[stop], catch=(TrialConfigError,), show_progress_bar=True
+            )
         if received:
             raise StopRequested
     except (Interrupted, StopRequested) as interruption:
