@@ -18,7 +18,7 @@ that is no drawing of this layout is reported, and left alone.
 import fcntl
 import os
 import re
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from io import BytesIO
 from pathlib import Path
 
@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from mnist_ann.files import replaced_whole
 from mnist_ann.idx import MNIST_FILES, write_idx
 from mnist_ann.images import load_image, prepare
 
@@ -52,10 +53,10 @@ class Collection:
             numbers = [number for number, _, _ in self.entries()[0]]
             number = max(numbers, default=0) + 1
             name = f"{number:06d}-{label}.png"
-            write_whole(self.folder / DRAWINGS / name, picture)
-            prepared = BytesIO()
-            Image.fromarray(digit.numpy()).save(prepared, format="PNG")
-            write_whole(self.folder / DIGITS / name, prepared.getvalue())
+            with replaced_whole(self.folder / DRAWINGS / name) as file:
+                file.write(picture)
+            with replaced_whole(self.folder / DIGITS / name) as file:
+                Image.fromarray(digit.numpy()).save(file, format="PNG")
             self.rebuild()
         return {"number": number, "label": label, "held_out": held_out(number)}
 
@@ -94,13 +95,13 @@ class Collection:
         """The IDX files, from the prepared digits: held-out ones as the test split, the others as training."""
         digits, labels, held, _ = self.load()
         splits = {"train": ~held, "t10k": held}
-        # All four written first, then renamed one after the other: a reader finds them out of step only if
-        # the process dies between two renames, not while the files are written.
-        for name in MNIST_FILES:
-            chosen = splits[name.split("-")[0]]
-            write_idx(self.folder / f".{name}.new", (digits if "images" in name else labels)[chosen])
-        for name in MNIST_FILES:
-            os.replace(self.folder / f".{name}.new", self.folder / name)
+        # All four written first, then renamed one after the other (as the blocks end): a reader finds them out of
+        # step only if the process dies between two renames, not while the files are written.
+        with ExitStack() as files:
+            for name in MNIST_FILES:
+                chosen = splits[name.split("-")[0]]
+                content = (digits if "images" in name else labels)[chosen]
+                write_idx(files.enter_context(replaced_whole(self.folder / name)), content)
 
     @contextmanager
     def locked(self):
@@ -112,10 +113,3 @@ class Collection:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def write_whole(path: Path, content: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_bytes(content)
-    os.replace(partial, path)

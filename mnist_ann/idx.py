@@ -11,6 +11,7 @@ import os
 import struct
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 from torch import Tensor
@@ -148,11 +149,8 @@ def load_split(data_dir: Path, train: bool, dataset: str = "mnist") -> tuple[Ten
     return images, labels
 
 
-def write_idx(path: Path, array: Tensor) -> None:
-    """A uint8 tensor as an IDX file (magic 0, 0, 8, ndim; big-endian sizes; the bytes), written whole: to a
-    temporary name first, then renamed, so that no reader ever finds half a file."""
+def write_idx(file: BinaryIO, array: Tensor) -> None:
+    """A uint8 tensor as IDX data (magic 0, 0, 8, ndim; big-endian sizes; the bytes), into an open file."""
     array = array.to(torch.uint8).contiguous()
-    header = bytes([0, 0, 0x08, array.dim()]) + struct.pack(f">{array.dim()}I", *array.shape)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_bytes(header + array.numpy().tobytes())
-    os.replace(partial, path)
+    file.write(bytes([0, 0, 0x08, array.dim()]) + struct.pack(f">{array.dim()}I", *array.shape))
+    file.write(array.numpy().tobytes())

@@ -16,7 +16,6 @@ nothing else depends on it, so a run without this callback is an ordinary run, a
 
 import base64
 import json
-import os
 import time
 from io import BytesIO
 from pathlib import Path
@@ -28,6 +27,7 @@ from lightning.pytorch.callbacks import Callback
 from torchvision.transforms.functional import to_pil_image
 
 from mnist_ann.explain import weight_tiles
+from mnist_ann.files import replaced_whole
 
 EVENTS, WEIGHTS = "live.jsonl", "live.pt"
 SHOWN_UNITS = 64  # first-layer units drawn as weight tiles: enough to see strokes form, small enough to send often
@@ -119,15 +119,14 @@ class LiveReport(Callback):
         picture = BytesIO()
         to_pil_image(weight_tiles(pl_module.net, columns=8, units=SHOWN_UNITS)).save(picture, format="PNG")
         image = "data:image/png;base64," + base64.b64encode(picture.getvalue()).decode()
-        partial = self.folder / f".{WEIGHTS}.partial"
         weights = {
             "pytorch-lightning_version": L.__version__,  # what makes it a checkpoint `load_from_checkpoint` takes
             "global_step": trainer.global_step,
             "hyper_parameters": dict(pl_module.hparams),
             "state_dict": pl_module.state_dict(),
         }
-        torch.save(weights, partial)
-        os.replace(partial, self.folder / WEIGHTS)
+        with replaced_whole(self.folder / WEIGHTS) as file:
+            torch.save(weights, file)
         self.weights_written = time.monotonic()
         return image
 

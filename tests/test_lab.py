@@ -59,7 +59,7 @@ def test_live_report_writes_the_curves_the_weights_and_a_model_that_answers(synt
     assert about["step"] == steps and about["hidden_sizes"] == [32]
     for name, tensor in trainer.lightning_module.state_dict().items():
         assert torch.equal(model.state_dict()[name], tensor), name
-    assert (run / WEIGHTS).is_file() and not list(run.glob(".*partial"))
+    assert (run / WEIGHTS).is_file() and not list(run.glob(".*.tmp"))
 
 
 def test_the_runs_list_reads_settings_and_scores_of_every_run(trained_run):

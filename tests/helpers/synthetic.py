@@ -11,11 +11,13 @@ import torch
 from PIL import Image
 
 from mnist_ann import idx
+from mnist_ann.files import replaced_whole
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
     """Write a uint8 array as an IDX file, as the product writes one (`mnist_ann.idx.write_idx`)."""
-    idx.write_idx(path, torch.from_numpy(np.ascontiguousarray(array, dtype=np.uint8)))
+    with replaced_whole(path) as file:
+        idx.write_idx(file, torch.from_numpy(np.ascontiguousarray(array, dtype=np.uint8)))
 
 
 def synthetic_digits(count: int, seed: int, noise: float = 20) -> tuple[np.ndarray, np.ndarray]:
