@@ -6,6 +6,7 @@ data, with real runs (`slow`); the page in headless Chromium.
 
 import base64
 import json
+import shutil
 import signal
 import time
 import urllib.request
@@ -23,7 +24,7 @@ from mnist_ann.idx import load_split
 from mnist_ann.live import EVENTS, WEIGHTS, LiveReport
 from mnist_ann.model import MNISTClassifier
 from mnist_ann.serve.lab import LIMITS, Refused, fit_arguments
-from mnist_ann.serve.runs import RunModels, list_runs
+from mnist_ann.serve.runs import CACHED_MODELS, RunModels, list_runs
 from tests.helpers.browser import SCREENSHOT_DIR, STROKES, Page
 from tests.helpers.commands import run_cli
 from tests.helpers.service import get, post, start_server, stop_server, wait_until_group_gone
@@ -83,6 +84,17 @@ def test_the_runs_list_reads_settings_and_scores_of_every_run(trained_run):
 def test_a_model_name_never_reaches_outside_the_runs(trained_run, name, error):
     with pytest.raises(LookupError, match=error.replace("(", r"\(")):
         RunModels(trained_run.parent, "cpu").named(name)
+
+
+def test_the_runs_models_are_kept_a_few_at_a_time_and_the_first_loaded_stays_usable(trained_run, tmp_path):
+    for number in range(1, CACHED_MODELS + 2):  # more runs than the cache keeps
+        shutil.copytree(trained_run, tmp_path / f"version_{number}")
+    models = RunModels(tmp_path, "cpu")
+    served, about = models.load(tmp_path / "version_1" / "checkpoints" / "last.ckpt")
+    for number in range(1, CACHED_MODELS + 2):
+        assert models.named(f"version_{number}")[1]["run"] == f"version_{number}"
+    assert len(models.loaded) == CACHED_MODELS and about["run"] == "version_1" and not served.training
+    assert models.named("version_1")[1]["name"] == "version_1"  # let go, then loaded again
 
 
 @pytest.fixture(scope="module")
@@ -235,6 +247,12 @@ def test_one_run_at_a_time_limits_and_stop_each_refusal_followed_by_a_good_reque
         for model, status in [("version_9", 404), ("../../etc/passwd", 422), (7, 422)]:
             assert post(f"{base}/predict", drawing(synthetic_data_dir, model=model))[0] == status
             assert post(f"{base}/predict", drawing(synthetic_data_dir))[0] == 200
+        for copy in ("version_7", "version_8"):  # more models than the service keeps loaded at once
+            shutil.copytree(run, tmp_path / "lightning_logs" / copy)
+            assert post(f"{base}/predict", drawing(synthetic_data_dir, model=copy))[0] == 200
+        status, answer = post(f"{base}/predict", drawing(synthetic_data_dir))  # and the served one still answers
+        assert status == 200 and answer["model"]["checkpoint"] == str(trained_checkpoint)
+        assert json.loads(get(f"{base}/collect/measure"))["model"]["checkpoint"] == str(trained_checkpoint)
     finally:
         stop_server(process)
 

@@ -33,7 +33,7 @@ TEACH = {"epochs": (1, 20, 2), "repeats": (1, 1000, 50)}  # setting: (lowest, hi
 def add_handwriting(app: FastAPI, lab: Lab, collection: Collection, served: Path) -> None:
     """The routes above, on the service's app."""
     models = RunModels(lab.root, "cpu")
-    models.load(served)
+    served_model = models.load(served)  # held here: the runs' models come and go from the cache
     mnist_test: dict[str, tuple[torch.Tensor, torch.Tensor] | None] = {}  # loaded once, when first asked
 
     async def about(request: Request) -> dict:
@@ -64,7 +64,7 @@ def add_handwriting(app: FastAPI, lab: Lab, collection: Collection, served: Path
     async def measure(request: Request) -> dict:
         name = request.query_params.get("model") or None
         try:
-            model, described = models.named(name) if name else (models.loaded[served][1], models.about(served))
+            model, described = models.named(name) if name else served_model
         except LookupError as error:
             raise Refused(404, str(error)) from None
         return {"model": described, **(await asyncio.to_thread(scores, model))}

@@ -42,7 +42,8 @@ class RunModels:
         self.root, self.device = root, device
         self.loaded: dict[Path, tuple[float, MNISTClassifier, dict]] = {}
 
-    def load(self, path: Path) -> MNISTClassifier:
+    def load(self, path: Path) -> tuple[MNISTClassifier, dict]:
+        """The model in `path` and what the page says of it (kept: `named` finds it again)."""
         saved = check_checkpoint(path, unsafe_option=None)
         # Loaded while a request is answered, under inference mode: weights made there could not take part in the
         # attributions' backpropagation.
@@ -51,10 +52,7 @@ class RunModels:
         model.eval()
         run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
         self.loaded[path] = (path.stat().st_mtime, model, describe(path, run, saved, model))
-        return model
-
-    def about(self, path: str | Path) -> dict:
-        return self.loaded[Path(path)][2]
+        return model, self.loaded[path][2]
 
     def named(self, name: str) -> tuple[MNISTClassifier, dict]:
         path = model_file(self.root, name)

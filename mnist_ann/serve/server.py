@@ -100,7 +100,8 @@ class DigitAPI(ls.LitAPI):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         self.device = device
         self.models = RunModels(Path(self.runs), device)
-        self.model = self.models.load(Path(self.checkpoint))
+        # The served model, held here: the runs' models come and go from the cache, this one stays.
+        self.served = self.models.load(Path(self.checkpoint))
 
     # (No type annotations on decode_request's request nor on encode_response's result: LitServe makes
     # FastAPI's request and response models of them.)
@@ -125,7 +126,7 @@ class DigitAPI(ls.LitAPI):
         for name in {item.model for item in items if isinstance(item, Prepared)}:
             group = [index for index, item in enumerate(items) if isinstance(item, Prepared) and item.model == name]
             try:
-                model, about = self.models.named(name) if name else (self.model, self.models.about(self.checkpoint))
+                model, about = self.models.named(name) if name else self.served
             except LookupError as error:
                 for index in group:
                     results[index] = Rejected(404, str(error))
