@@ -57,6 +57,7 @@ def test_a_stranger_or_a_broken_file_in_the_folder_is_reported_and_the_rest_read
     assert labels.tolist() == [7]
     assert any("notes.txt: not a drawing of this collection" in problem for problem in problems)
     assert any("000050-3.png: unreadable" in problem for problem in problems)
+    assert len(problems) == 2  # each once
     assert collection.save(drawing(2), 2)["number"] == 51  # and saving goes on, after the highest number
     assert collection.load()[1].tolist() == [7, 2]
 

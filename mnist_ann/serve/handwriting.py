@@ -14,6 +14,7 @@ folder on this machine.
 import asyncio
 import base64
 import binascii
+import functools
 from pathlib import Path
 
 import torch
@@ -24,7 +25,7 @@ from mnist_ann.data import normalize
 from mnist_ann.errors import DataError
 from mnist_ann.idx import load_split
 from mnist_ann.images import ImageError
-from mnist_ann.serve.lab import Lab, Refused, body, refusing, run_folder
+from mnist_ann.serve.lab import Lab, Refused, body, refusing, run_folder, whole
 from mnist_ann.serve.runs import RunModels
 
 TEACH = {"epochs": (1, 20, 2), "repeats": (1, 1000, 50)}  # setting: (lowest, highest, default)
@@ -34,7 +35,14 @@ def add_handwriting(app: FastAPI, lab: Lab, collection: Collection, served: Path
     """The routes above, on the service's app."""
     models = RunModels(lab.root, "cpu")
     served_model = models.load(served)  # held here: the runs' models come and go from the cache
-    mnist_test: dict[str, tuple[torch.Tensor, torch.Tensor] | None] = {}  # loaded once, when first asked
+
+    @functools.cache  # loaded once, when first asked
+    def mnist_test() -> tuple[torch.Tensor, torch.Tensor] | None:
+        try:
+            images, labels = load_split(lab.data_dir, train=False)
+        except DataError:  # no MNIST here: the drawings alone
+            return None
+        return normalize(images), labels
 
     async def about(request: Request) -> dict:
         _, labels, held, problems = collection.load()
@@ -43,7 +51,7 @@ def add_handwriting(app: FastAPI, lab: Lab, collection: Collection, served: Path
             "count": len(labels),
             "held_out": int(held.sum()),
             "by_label": torch.bincount(labels, minlength=10).tolist(),
-            "problems": problems + collection.entries()[1],
+            "problems": problems,
         }
 
     async def save(request: Request) -> dict:
@@ -76,15 +84,9 @@ def add_handwriting(app: FastAPI, lab: Lab, collection: Collection, served: Path
             predicted = model.task.classes(model(normalize(digits))) if len(labels) else labels
             confusion = torch.zeros(10, 10, dtype=torch.long)
             confusion.index_put_((labels, predicted), torch.ones_like(labels), accumulate=True)
-            if "mnist" not in mnist_test:
-                try:
-                    images, test_labels = load_split(lab.data_dir, train=False)
-                    mnist_test["mnist"] = normalize(images), test_labels
-                except DataError:  # no MNIST here: the drawings alone
-                    mnist_test["mnist"] = None
             mnist = None
-            if mnist_test["mnist"] is not None:
-                images, test_labels = mnist_test["mnist"]
+            if (test := mnist_test()) is not None:
+                images, test_labels = test
                 mnist = share(model.task.classes(model(images)) == test_labels)["accuracy"]
         return {
             "all": share(predicted == labels),
@@ -103,12 +105,9 @@ def add_handwriting(app: FastAPI, lab: Lab, collection: Collection, served: Path
         held = collection.load()[2]
         if not int((~held).sum()):
             raise Refused(409, f"no drawings to teach with in {collection.folder} yet: save a few first")
-        settings = {}
-        for name, (low, high, default) in TEACH.items():
-            value = sent.get(name, default)
-            if type(value) is not int or not low <= value <= high:
-                raise Refused(422, f"{name}: a whole number from {low} to {high}")
-            settings[name] = value
+        settings = {name: sent.get(name, default) for name, (_, _, default) in TEACH.items()}
+        for name, (low, high, _) in TEACH.items():
+            whole(settings, name, low, high)
         config = run / "config.yaml"
         arguments = [
             "--config",
