@@ -122,6 +122,12 @@ def unreadable(path: Path, error: Exception, others: list[Path]) -> CheckpointEr
     return CheckpointError(f"cannot read {path} ({reason}): it is truncated or not a checkpoint{instead}")
 
 
+def check_fits(what: str, weights: dict[str, Tensor], expected: dict[str, Tensor]) -> None:
+    """Refuse weights of other shapes than the model's (`what` names where they come from), naming up to four."""
+    if differences := shape_differences(weights, expected):
+        raise CheckpointError(f"{what} does not fit this model: " + "; ".join(differences[:4]))
+
+
 def shape_differences(found: dict[str, Tensor], expected: dict[str, Tensor]) -> list[str]:
     """How a checkpoint's weights differ from a model's, one phrase per tensor: empty when they fit."""
     phrases = []

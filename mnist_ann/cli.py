@@ -36,15 +36,14 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from mnist_ann.checkpoints import (
     check_checkpoint,
+    check_fits,
     checkpoint_roots,
     checkpoints_under,
     logger_root,
     resolve_checkpoint,
-    shape_differences,
 )
 from mnist_ann.data import MNISTDataModule
 from mnist_ann.errors import (
-    CheckpointError,
     ConfigError,
     DataError,
     DiskFullError,
@@ -178,11 +177,8 @@ class MNISTCLI(LightningCLI):
         if rates := [group["lr"] for group in optimizer.param_groups if not group["lr"] > 0]:
             raise ConfigError(f"model.optimizer: the learning rate must be positive, got {rates[0]}")
         weights = getattr(self, "_checkpoint_weights", None)
-        if weights and (differences := shape_differences(weights, self.model.state_dict())):
-            raise CheckpointError(
-                f"{self.config_init[self.subcommand]['ckpt_path']} does not fit this model: "
-                + "; ".join(differences[:4])
-            )
+        if weights:
+            check_fits(self.config_init[self.subcommand]["ckpt_path"], weights, self.model.state_dict())
 
     before_fit = before_validate = before_test = _check_before_running
 

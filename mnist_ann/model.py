@@ -25,8 +25,8 @@ from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.wrappers import ClasswiseWrapper
 
-from mnist_ann.checkpoints import check_checkpoint, shape_differences
-from mnist_ann.errors import CheckpointError, ConfigError
+from mnist_ann.checkpoints import check_checkpoint, check_fits
+from mnist_ann.errors import ConfigError
 from mnist_ann.lean import LeanLightningModule
 from mnist_ann.network import DIGITS, MLP, NUM_CLASSES
 from mnist_ann.schedules import ScheduleCallable
@@ -122,11 +122,7 @@ class MNISTClassifier(LeanLightningModule):
         if stage == "fit" and self.hparams.weights_from:
             saved = check_checkpoint(Path(self.hparams.weights_from), unsafe_option=None)["state_dict"]
             weights = {name.removeprefix("net."): value for name, value in saved.items() if name.startswith("net.")}
-            if differences := shape_differences(weights, self.net.state_dict()):
-                raise CheckpointError(
-                    f"model.weights_from {self.hparams.weights_from} does not fit this model: "
-                    + "; ".join(differences[:4])
-                )
+            check_fits(f"model.weights_from {self.hparams.weights_from}", weights, self.net.state_dict())
             self.net.load_state_dict(weights)
 
     def on_train_start(self) -> None:
