@@ -75,8 +75,6 @@ class Refused(Exception):
 
 def fit_arguments(request: dict, datasets: list[str]) -> list[str]:
     """The `fit` command line for the page's settings, refusing what is not a setting or over a limit."""
-    if not isinstance(request, dict):
-        raise Refused(422, "send a JSON object of settings")
     if unknown := sorted(set(request) - set(DEFAULTS)):
         raise Refused(422, f"{unknown[0]}: not a setting (the settings: {', '.join(DEFAULTS)})")
     given = {**DEFAULTS, **request}
@@ -144,7 +142,7 @@ def whole(given: dict, name: str, low: int, high: int) -> None:
 
 def run_folder(root: Path, request: dict) -> Path:
     """The run a request names (`{"run": "version_3"}`), which must be there."""
-    name = request.get("run") if isinstance(request, dict) else None
+    name = request.get("run")
     if not (isinstance(name, str) and RUN.fullmatch(name) and (root / name).is_dir()):
         raise Refused(404, f"run: no run {json.dumps(name)[:40]} under {root}/")
     return root / name
@@ -156,6 +154,7 @@ class Job:
     def __init__(self, kind: str, arguments: list[str], root: Path, run: Path | None = None) -> None:
         self.kind, self.root, self.run = kind, root, run
         self.stop_requested = False
+        self.ended: tuple[str, str] | None = None  # once the process has exited: its state and last words
         self.earlier = {folder.name for folder in root.glob("version_*")}
         self.output = tempfile.TemporaryFile("w+")  # noqa: SIM115 (read while the job runs, closed with the job)
         command = [sys.executable, "-m", "mnist_ann", kind, *arguments, "--trainer.enable_progress_bar=false"]
@@ -174,19 +173,17 @@ class Job:
         return self.run
 
     def state(self) -> dict:
-        code = self.process.poll()
-        if code is None:
-            state = "stopping" if self.stop_requested else "running"
-        else:
+        if self.ended is None and (code := self.process.poll()) is not None:
             (self.root / PID_FILE).unlink(missing_ok=True)
-            state = {0: "finished", 128 + signal.SIGTERM: "stopped"}.get(code, "failed")
+            self.ended = {0: "finished", 128 + signal.SIGTERM: "stopped"}.get(code, "failed"), self.last_lines()
+        state, message = self.ended or ("stopping" if self.stop_requested else "running", "")
         run = self.watched()
         return {
             "state": state,
             "kind": self.kind,
             "run": run.name if run else None,
             "command": shlex.join(self.command),
-            "message": self.last_lines() if code is not None else "",
+            "message": message,
         }
 
     def last_lines(self, count: int = 2) -> str:
