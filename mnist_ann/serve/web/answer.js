@@ -2,7 +2,7 @@
 // probability and every layer's activations. Every text that comes from the server (class names come from
 // the checkpoint) is set with textContent, never parsed as HTML.
 
-function element(tag, className, text) {
+export function element(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
   if (text !== undefined) node.textContent = text;

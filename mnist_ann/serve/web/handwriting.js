@@ -2,6 +2,7 @@
 // each digit in turn, measure the answering model on the collection, and teach it (a fine-tuning run of the
 // lab) and compare before and after. Every text from the server is set with textContent.
 import { answerWith, clearPad, current } from "./page.js";
+import { element } from "./answer.js";
 import { base64, call } from "./request.js";
 
 const labelIt = document.getElementById("label-it"), right = document.getElementById("right");
@@ -10,6 +11,7 @@ const prompt = document.getElementById("series-prompt");
 const SERIES_ROUNDS = 5;
 let series = null;  // while drawing each digit in turn: the digits still to draw
 let teaching = null;  // while a teaching run goes: the model it started from, and its run once known
+let answeredBy = "";  // the run of the model that gave the last answer (the pad is cleared after each save)
 
 function say(text, ok = true) {
   message.textContent = text;
@@ -17,9 +19,8 @@ function say(text, ok = true) {
 }
 
 for (let digit = 0; digit <= 9; digit++) {
-  const button = document.createElement("button");
+  const button = element("button", "", `${digit}`);
   button.type = "button";
-  button.textContent = `${digit}`;
   button.addEventListener("click", () => keep(digit));
   document.getElementById("true-digit").append(button);
 }
@@ -28,6 +29,7 @@ right.addEventListener("click", () => keep(series ? series[0] : current().answer
 document.addEventListener("answer", (event) => {
   const answer = event.detail;
   labelIt.hidden = !answer || !current().blob;
+  if (answer) answeredBy = answer.model.run;
   if (answer) right.textContent = series ? `Save as ${series[0]}` : `Right: it is a ${answer.name}`;
 });
 
@@ -77,13 +79,11 @@ const percent = (share) => (share.accuracy === null ? "-" : `${(100 * share.accu
 
 async function measure(model, label) {
   const scores = await call(`collect/measure${model ? `?model=${encodeURIComponent(model)}` : ""}`);
-  const row = document.createElement("tr");
+  const row = element("tr");
   row.dataset.model = model || "";
   for (const text of [label || `${scores.model.run}, ${scores.model.checkpoint.split("/").pop()}`, percent(scores.all),
     percent(scores.held_out), scores.mnist_test === null ? "-" : `${(100 * scores.mnist_test).toFixed(2)}%`]) {
-    const cell = document.createElement("td");
-    cell.textContent = text;
-    row.append(cell);
+    row.append(element("td", "", text));
   }
   document.querySelector("#scores tbody").append(row);
   showConfusion(scores.confusion, row.firstChild.textContent);
@@ -92,17 +92,14 @@ async function measure(model, label) {
 
 function showConfusion(confusion, name) {
   const table = document.getElementById("confusion");
-  const caption = document.createElement("caption");
-  caption.textContent = `${name}: the digit you drew (rows), its answer (columns)`;
-  const head = document.createElement("tr");
-  head.append(document.createElement("th"), ...confusion.map((_, index) => Object.assign(document.createElement("th"), { textContent: `${index}` })));
+  const caption = element("caption", "", `${name}: the digit you drew (rows), its answer (columns)`);
+  const head = element("tr");
+  head.append(element("th"), ...confusion.map((_, index) => element("th", "", `${index}`)));
   const rows = confusion.map((counts, truth) => {
-    const row = document.createElement("tr");
-    row.append(Object.assign(document.createElement("th"), { textContent: `${truth}` }));
+    const row = element("tr");
+    row.append(element("th", "", `${truth}`));
     for (const [answer, count] of counts.entries()) {
-      const cell = document.createElement("td");
-      cell.textContent = count ? `${count}` : "";
-      if (count) cell.className = answer === truth ? "hit" : "miss";
+      const cell = element("td", count ? (answer === truth ? "hit" : "miss") : "", count ? `${count}` : "");
       row.append(cell);
     }
     return row;
@@ -121,8 +118,7 @@ document.getElementById("measure").addEventListener("click", async () => {
 });
 
 document.getElementById("teach").addEventListener("click", async () => {
-  const model = current().model || document.getElementById("model-about").textContent.split(",")[0];
-  const run = model.split("/")[0];
+  const run = (current().model || answeredBy).split("/")[0];  // (the served checkpoint: its run, if it is one)
   try {
     const epochs = Number(document.getElementById("teach-epochs").value);
     await call("lab/teach", { run, epochs });

@@ -2,6 +2,7 @@
 // and the runs under lightning_logs/: answer with one, compare two, test one, resume one. Every text that comes
 // from the server is set with textContent, never parsed as HTML.
 import { answerWith, askAgain, compareWith } from "./page.js";
+import { element } from "./answer.js";
 import { Chart } from "./chart.js";
 import { call } from "./request.js";
 
@@ -16,13 +17,6 @@ const accChart = new Chart(document.getElementById("acc-chart"), { yMax: 1, perc
 let limits = { layers: 4, width: 2048 }, watching = null, runs = [];
 const counts = { weights: 0, loss: 0 };  // for scripts and tests: how often the live view has changed
 
-function element(tag, text, className) {
-  const node = document.createElement(tag);
-  if (text !== undefined) node.textContent = text;
-  if (className) node.className = className;
-  return node;
-}
-
 function say(text, ok = true) {
   labMessage.textContent = text;
   labMessage.className = ok ? "info" : "";
@@ -30,14 +24,14 @@ function say(text, ok = true) {
 
 function addWidth(value) {
   if (widths.children.length >= limits.layers) return;
-  const row = element("div", undefined, "width");
+  const row = element("div", "width");
   const input = element("input");
   Object.assign(input, { type: "number", min: 1, max: limits.width, step: 1, required: true, value });
   input.setAttribute("aria-label", "units in this hidden layer");
-  const remove = element("button", "Remove");
+  const remove = element("button", "", "Remove");
   remove.type = "button";
   remove.addEventListener("click", () => { row.remove(); numberLayers(); });
-  row.append(element("span", ""), input, remove);
+  row.append(element("span"), input, remove);
   widths.append(row);
   numberLayers();
 }
@@ -182,11 +176,11 @@ function runRow(run) {
     + `${run.test_acc === null ? "" : `, test ${percent(run.test_acc)}`}`;
   const layers = s.hidden_sizes ? [784, ...s.hidden_sizes, 10].join("-") : "";
   for (const text of [run.run, layers, s.optimizer ?? "", s.lr ?? "", s.epochs ?? "", percent(run.val_acc), percent(run.test_acc)]) {
-    row.append(element("td", String(text)));
+    row.append(element("td", "", String(text)));
   }
-  const actions = element("td", undefined, "actions");
+  const actions = element("td", "actions");
   const action = (label, handler, enabled = true) => {
-    const button = element("button", label);
+    const button = element("button", "", label);
     button.type = "button";
     button.disabled = !enabled;
     button.addEventListener("click", handler);
