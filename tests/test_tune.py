@@ -112,15 +112,50 @@ def test_a_trial_that_diverges_is_recorded_as_pruned_and_the_study_goes_on(synth
 @pytest.mark.slow
 def test_two_processes_share_one_study_and_finish_it_together(synthetic_data_dir, tmp_path):
     args = ["tune", "--config", CONFIG, "--config", study_config(tmp_path, n_trials=6), *data(synthetic_data_dir)]
-    results = [finish(process, 600) for process in [start_cli(*args, cwd=tmp_path) for _ in range(2)]]
+    first = start_cli(*args, cwd=tmp_path)
+    # The first is held in its first trial until the second has taken one of its own: on a busy machine the
+    # first could otherwise finish the study while the second is still starting.
+    wait_for_trials(tmp_path, first, lambda trials: any(trial.state == TrialState.RUNNING for trial in trials))
+    pause_between_journal_writes(first, tmp_path / "tune" / "tune.journal")
+    try:
+        second = start_cli(*args, cwd=tmp_path)
+        wait_for_trials(tmp_path, second, lambda trials: any(ran_in(second, trial) for trial in trials))
+    finally:
+        os.killpg(first.pid, signal.SIGCONT)
+    results = [finish(process, 600) for process in (first, second)]
     assert [result.returncode for result in results] == [0, 0], results[0].stderr[-2000:]
     trials = load(tmp_path).get_trials()
     assert len(trials) == 6 and {trial.state for trial in trials} == {TrialState.COMPLETE}
     assert sorted(trial.number for trial in trials) == list(range(6))  # no trial twice
-    processes = {trial.user_attrs["process"] for trial in trials}
-    assert len(processes) == 2  # both worked on it
+    assert all(any(ran_in(process, trial) for trial in trials) for process in (first, second))
     runs = sorted(path.name for path in (tmp_path / "tune" / "tune").iterdir() if path.is_dir())
     assert runs == [f"trial_{number:04d}" for number in range(6)]
+
+
+def ran_in(process, trial) -> bool:
+    return trial.user_attrs.get("process", "").endswith(f":{process.pid}")
+
+
+def wait_for_trials(tmp_path, process, reached, timeout: float = 300) -> None:
+    """Until the study's trials satisfy `reached`, while `process` runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if (tmp_path / "tune" / "tune.journal").is_file() and reached(load(tmp_path).get_trials()):
+            return
+        time.sleep(0.1)
+    pytest.fail(f"the study did not get there; {' '.join(process.args)} exited {process.poll()}")
+
+
+def pause_between_journal_writes(process, journal: Path) -> None:
+    """SIGSTOP `process`, never while it holds the journal's lock (the other would wait for it in vain)."""
+    while True:
+        os.killpg(process.pid, signal.SIGSTOP)
+        while Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+            time.sleep(0.001)  # stopped for certain before the lock is looked at
+        if not Path(f"{journal}.lock").exists():
+            return
+        os.killpg(process.pid, signal.SIGCONT)
+        time.sleep(0.01)
 
 
 @pytest.mark.slow
