@@ -31,7 +31,7 @@ DEPENDENCY_NOISE = [
     # The prediction writer names rows from the batches themselves, not from Lightning's batch indices.
     (UserWarning, "Couldn't infer the batch indices fetched from your dataloader"),
     # Values every process holds alike are logged without a collective (mnist_ann.lean.log_same_everywhere).
-    (Warning, r"It is recommended to use `self.log\('(train/lr|val/acc_best|test/acc_digit_\d)'"),
+    (Warning, r"It is recommended to use `self.log\('(train/lr|val/acc_best)'"),
     # test/validate/predict of a run trained with weight averaging: its checkpoints already hold the averaged weights.
     (UserWarning, "You're using the WeightAveraging callback, but loading a checkpoint outside the 'fit' stage"),
 ]

@@ -30,7 +30,6 @@ import yaml
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
@@ -52,6 +51,7 @@ from mnist_ann.errors import (
     full_disk_cause,
 )
 from mnist_ann.model import MNISTClassifier
+from mnist_ann.monitoring import TensorBoardLogger
 from mnist_ann.predictions import PredictionWriter
 from mnist_ann.stopping import StopTogether
 
@@ -156,7 +156,7 @@ class MNISTCLI(LightningCLI):
         config["ckpt_path"] = str(path)
         others = checkpoints_under(checkpoint_roots(config.trainer))
         checkpoint = check_checkpoint(path, weights_only=config["weights_only"], others=others)
-        self._checkpoint_weights = checkpoint["state_dict"]
+        self._checkpoint_weights, self._checkpoint_step = checkpoint["state_dict"], checkpoint.get("global_step")
         saved = checkpoint.get("hyper_parameters", {})
         if changed := [
             name for name in CHECKPOINT_SETTINGS if name in saved and differ(saved[name], config.model[name])
@@ -179,6 +179,8 @@ class MNISTCLI(LightningCLI):
         weights = getattr(self, "_checkpoint_weights", None)
         if weights:
             check_fits(self.config_init[self.subcommand]["ckpt_path"], weights, self.model.state_dict())
+        if self.subcommand in ("validate", "test") and isinstance(self.trainer.logger, TensorBoardLogger):
+            self.trainer.logger.evaluated_step = getattr(self, "_checkpoint_step", None)
 
     before_fit = before_validate = before_test = _check_before_running
 

@@ -38,13 +38,14 @@ def diverging_colours(values: Tensor, limit: float | Tensor) -> Tensor:
     return torch.from_numpy(matplotlib.colormaps[DIVERGING](scaled.numpy())[..., :3]).float()
 
 
-def weight_tiles(network: MLP, columns: int = 16, units: int | None = None) -> Tensor:
+def weight_tiles(network: MLP, columns: int = 16, units: int | None = None, zoom: int = 1) -> Tensor:
     """The first hidden layer's weights as an RGB picture (3, H, W): one 28x28 tile per unit (the first `units`
-    of them), one scale for all."""
+    of them), one scale for all, each pixel drawn `zoom` x `zoom`."""
     first = next(layer for layer in network.layers if isinstance(layer, torch.nn.Linear))
     weights = first.weight.detach()[:units].cpu()
     limit = weights.abs().quantile(0.995).clamp_min(1e-8)  # a few extreme weights would wash out the rest
     tiles = diverging_colours(weights.view(-1, 28, 28), limit).permute(0, 3, 1, 2)  # (units, 3, 28, 28)
+    tiles = tiles.repeat_interleave(zoom, 2).repeat_interleave(zoom, 3)
     return make_grid(tiles, nrow=columns, padding=2, pad_value=0.5)
 
 
@@ -89,7 +90,9 @@ def attribution_grid(
     padding, columns = 12, 6  # two digits a row, three tiles each
     grid = make_grid(tiles.flatten(0, 1).permute(0, 3, 1, 2), nrow=columns, padding=padding, pad_value=1.0)
     rows = -(-len(tiles) * 3 // columns)
-    figure = Figure(figsize=(6.4, 1.05 * rows + 0.4), dpi=100)
+    # TensorBoard's image cards show a picture about 370 by 215 pixels: drawn at that size, the captions
+    # stay readable there.
+    figure = Figure(figsize=(3.8, 0.62 * rows + 0.3), dpi=100)
     axes = figure.subplots()
     axes.imshow(grid.permute(1, 2, 0).numpy())
     axes.set_axis_off()
@@ -102,8 +105,8 @@ def attribution_grid(
         )
         for part, caption in enumerate(captions):
             row, column = divmod(3 * index + part, columns)
-            axes.text(column * cell + padding + 14, row * cell + padding - 2, caption, fontsize=8, ha="center")
-    axes.set_title("misclassified: pixels for (red) / against (blue) the true and the predicted class", fontsize=8)
+            axes.text(column * cell + padding + 14, row * cell + padding - 1, caption, fontsize=8, ha="center")
+    axes.set_title("pixels for (red) and against (blue) the true and the predicted class", fontsize=7)
     figure.tight_layout(pad=0.2)
     return figure
 

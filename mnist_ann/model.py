@@ -22,13 +22,11 @@ from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy
-from torchmetrics.wrappers import ClasswiseWrapper
 
 from mnist_ann.checkpoints import check_checkpoint, check_fits
 from mnist_ann.errors import ConfigError
 from mnist_ann.lean import LeanLightningModule
-from mnist_ann.network import DIGITS, MLP, NUM_CLASSES
+from mnist_ann.network import DIGITS, MLP
 from mnist_ann.schedules import ScheduleCallable
 from mnist_ann.tasks import PositiveRule, TaskName, accuracy, make_task
 
@@ -45,8 +43,8 @@ class MNISTClassifier(LeanLightningModule):
 
     Logged scalars: `train/loss` and `train/lr` (running mean and the current rate, every
     `trainer.log_every_n_steps` steps), `train/acc` per epoch; `val/loss`, `val/acc`, `val/acc_best` per epoch;
-    `test/loss`, `test/acc`; for the multiclass and regression tasks `test/acc_digit_0` ... `_9`;
-    for binary `{val,test}/precision`, `/recall`, `/auroc`; for regression `{val,test}/mae`, `/rmse`.
+    `test/loss`, `test/acc` (each class's accuracy is a picture: `mnist_ann.monitoring`); for binary
+    `{val,test}/precision`, `/recall`, `/auroc`; for regression `{val,test}/mae`, `/rmse`.
     `acc` is always the share of images whose predicted class is right (for regression: whose
     predicted value rounds to the right digit), so the best checkpoint is chosen the same way.
 
@@ -103,9 +101,6 @@ class MNISTClassifier(LeanLightningModule):
             {stage: MetricCollection({"acc": accuracy(self.task), **self.task.metrics()}) for stage in ("val", "test")}
         )
         self.val_accuracy_best = MaxMetric()
-        self.test_accuracy_per_digit = ClasswiseWrapper(
-            MulticlassAccuracy(NUM_CLASSES, average=None), labels=DIGITS, prefix="test/acc_digit_"
-        )
 
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images)
@@ -153,16 +148,7 @@ class MNISTClassifier(LeanLightningModule):
         self.log_same_everywhere("val/acc_best", self.val_accuracy_best.compute())
 
     def test_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
-        outputs = self._evaluate(batch, "test")
-        if self.task.num_classes == NUM_CLASSES:  # the predicted class is a digit
-            self.test_accuracy_per_digit.update(outputs["predictions"], batch[1])
-        return outputs
-
-    def on_test_epoch_end(self) -> None:
-        if self.task.num_classes == NUM_CLASSES:
-            for name, value in self.test_accuracy_per_digit.compute().items():
-                self.log_same_everywhere(name, value)
-            self.test_accuracy_per_digit.reset()
+        return self._evaluate(batch, "test")
 
     def predict_step(self, batch: Batch | Tensor, batch_idx: int) -> dict[str, Tensor]:
         """The predicted class of each image, with its class probabilities (classification) or value (regression)."""

@@ -9,9 +9,12 @@ import os
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
+from lightning.pytorch import loggers
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+from matplotlib.colors import SymLogNorm
 from matplotlib.figure import Figure
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
@@ -29,8 +32,74 @@ from mnist_ann.explain import (
 )
 from mnist_ann.network import DIGITS
 
+SHOWN_MISCLASSIFIED = 16  # two rows of eight: their captions stay readable on TensorBoard's image card
+
 # Optimizer settings that say how it is computed, not what: left out of the HParams rows.
 IMPLEMENTATION_OPTIONS = {"foreach", "fused", "differentiable", "capturable", "maximize"}
+
+
+class TensorBoardLogger(loggers.TensorBoardLogger):
+    """Lightning's TensorBoard logger, without the `epoch` scalar Lightning adds to every log (a card that
+    restates the step axis), and with a `test` or `validate` of a checkpoint logged after the training it
+    measures: at the step the checkpoint was saved (`evaluated_step`, which the command line sets from
+    `--ckpt_path`) rather than at step 0."""
+
+    evaluated_step: int | None = None
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        metrics = {name: value for name, value in metrics.items() if name != "epoch"}
+        super().log_metrics(metrics, step if self.evaluated_step is None else self.evaluated_step)
+
+
+def logged_step(trainer: L.Trainer) -> int:
+    """The step a picture belongs at: the training's, or the evaluated checkpoint's."""
+    evaluated = getattr(trainer.logger, "evaluated_step", None)
+    return trainer.global_step if evaluated is None else evaluated
+
+
+def confusion_figure(matrix: Tensor, names: list[str]) -> Figure:
+    """A confusion matrix with its counts and a colour bar: a row per true class, a column per prediction.
+    The colours follow a log scale, so that a handful of mistakes shows beside hundreds of right answers."""
+    figure = Figure(figsize=(5.6, 4.6), dpi=100)
+    axes = figure.subplots()
+    most = max(matrix.max().item(), 10)
+    scale = SymLogNorm(linthresh=1, vmin=0, vmax=most)
+    image = axes.imshow(matrix.numpy(), cmap="Blues", norm=scale)
+    ticks = [0, *(10**power for power in range(len(str(most))))]
+    figure.colorbar(image, ax=axes, label="images", ticks=ticks, format="%d")
+    dark = scale(matrix.numpy()) > 0.6
+    for (row, column), count in np.ndenumerate(matrix.numpy()):
+        colour = "white" if dark[row, column] else "black"
+        axes.text(column, row, count, ha="center", va="center", fontsize=7 if len(names) > 2 else 12, color=colour)
+    axes.set(xticks=range(len(names)), yticks=range(len(names)), xlabel="predicted", ylabel="true")
+    axes.set_xticklabels(names, rotation=45 if max(map(len, names)) > 2 else 0, ha="right")
+    axes.set_yticklabels(names)
+    figure.tight_layout()
+    return figure
+
+
+def accuracy_bars(matrix: Tensor, names: list[str]) -> Figure:
+    """Each class's share of its test images predicted right, as labelled bars (from the confusion matrix)."""
+    right = 100 * matrix.diagonal() / matrix.sum(1).clamp_min(1)
+    figure = Figure(figsize=(5.6, 3.0), dpi=100)
+    axes = figure.subplots()
+    bars = axes.bar(names, right.numpy(), color="tab:blue")
+    axes.bar_label(bars, fmt="%.1f", fontsize=8)
+    bottom = max(0.0, 5 * (right.min().item() // 5) - 5)  # from 0, bars of 97% and 99% would look alike
+    axes.set(ylim=(bottom, 100.5), ylabel=f"% right (axis from {bottom:.0f})", title="test accuracy per class")
+    axes.tick_params(axis="x", labelrotation=45 if max(map(len, names)) > 2 else 0)
+    figure.tight_layout()
+    return figure
+
+
+def log_hparams_row(writer: SummaryWriter, values: dict[str, int | float | str | bool]) -> None:
+    """The run's row in the HParams tab. TensorBoard keeps a run's first row: it is written once."""
+    # The summary that starts an HParams session, written into this run's own event file, as Lightning's
+    # log_hyperparams does (SummaryWriter.add_hparams would make a sub-run instead). Without an experiment
+    # summary, TensorBoard takes every scalar of the run as a column.
+    _, session_start, _ = hparams(values, {})
+    writer._get_file_writer().add_summary(session_start)
 
 
 def run_hparams(trainer: L.Trainer, module: L.LightningModule) -> dict[str, int | float | str | bool]:
@@ -61,24 +130,27 @@ class TensorBoardMonitor(Callback):
       `validate` of a checkpoint logs into the run the checkpoint came from (see `mnist_ann.cli`), so
       its test figures stand in that run's row.
     - `train/samples`: a grid of the first training batch, once per run.
-    - `val/confusion_matrix` each epoch (colours) and `test/confusion_matrix` (with counts):
-      torchmetrics' confusion-matrix plot.
-    - `test/misclassified`: a grid of misclassified test images, each with `true>predicted` under it.
-    - `weights/hidden_1` (`weights`): the first hidden layer's weights as 28x28 tiles, at the start and
+    - `val/confusion_matrix` each epoch and `test/confusion_matrix`: counts, coloured on a log scale.
+    - `test/acc_per_class`: each class's accuracy, as bars.
+    - `test/misclassified`: 16 misclassified test images, each with `true>predicted` under it.
+    - `weights/hidden_1` (`weights`): the first 32 units' weights as 28x28 tiles, at the start and
       after every epoch: scrub the step slider to watch them form from noise.
     - Projector (`projector`): the last hidden layer's features of `embedded` test images, with their
-      labels and thumbnails, at the end of `fit` and of `test`.
+      labels and thumbnails, at the end of `fit` and of `test` (named by the step of the weights).
+    - A `test` or `validate` of a checkpoint logs at the step the checkpoint was saved (`TensorBoardLogger`).
     - `test/attributions` (`attributions`): misclassified test digits beside the pixels that pushed
       them toward their true and their predicted class (`mnist_ann.explain`).
     - with `histograms`: `weights/...` and `gradients/...` of every parameter, once per epoch.
 
     Args:
         histograms: also log weight and gradient histograms (off by default: they add files, not insight, to most runs).
-        max_images: at most this many digits in the sample and misclassified grids.
+        max_images: at most this many digits in the sample grid.
         weights: log the first layer's weight tiles.
         projector: log the hidden-layer embedding for the projector.
         attributions: log the attribution maps of misclassified test digits.
         embedded: test images in each embedding.
+        hparams_row: write the run's HParams row as training starts (`tune` writes its trials' as they end,
+            with their searched values and state).
     """
 
     def __init__(
@@ -89,9 +161,11 @@ class TensorBoardMonitor(Callback):
         projector: bool = True,
         attributions: bool = True,
         embedded: int = 1000,
+        hparams_row: bool = True,
     ) -> None:
         self.histograms, self.max_images = histograms, max_images
         self.weights, self.projector, self.attributions, self.embedded = weights, projector, attributions, embedded
+        self.hparams_row = hparams_row
         self.test_images: list[tuple[Tensor, Tensor]] = []
         self.confusion: MulticlassConfusionMatrix  # and class_names: both made in setup, for the run's task
         self.class_names: list[str] = []
@@ -101,7 +175,7 @@ class TensorBoardMonitor(Callback):
     @staticmethod
     def _writer(trainer: L.Trainer) -> SummaryWriter | None:
         logger = trainer.logger
-        return logger.experiment if isinstance(logger, TensorBoardLogger) and trainer.is_global_zero else None
+        return logger.experiment if isinstance(logger, loggers.TensorBoardLogger) and trainer.is_global_zero else None
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self.confusion = MulticlassConfusionMatrix(num_classes=pl_module.task.num_classes).to(pl_module.device)
@@ -111,12 +185,8 @@ class TensorBoardMonitor(Callback):
     # The run's row in the HParams tab.
 
     def _log_hparams(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if writer := self._writer(trainer):
-            # The summary that starts an HParams session, written into this run's own event file, as
-            # Lightning's log_hyperparams does (SummaryWriter.add_hparams would make a sub-run instead).
-            # Without an experiment summary, TensorBoard takes every scalar of the run as a column.
-            _, session_start, _ = hparams(run_hparams(trainer, pl_module), {})
-            writer._get_file_writer().add_summary(session_start)
+        if self.hparams_row and (writer := self._writer(trainer)):
+            log_hparams_row(writer, run_hparams(trainer, pl_module))
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._log_hparams(trainer, pl_module)
@@ -141,8 +211,8 @@ class TensorBoardMonitor(Callback):
         predictions, labels = outputs["predictions"], outputs["targets"]
         self.confusion.update(predictions, labels)
         kept = sum(len(true) for _, true, _ in self.misclassified)
-        if keep_misclassified and kept < self.max_images:
-            wrong = (predictions != labels).nonzero().flatten()[: self.max_images - kept]
+        if keep_misclassified and kept < SHOWN_MISCLASSIFIED:
+            wrong = (predictions != labels).nonzero().flatten()[: SHOWN_MISCLASSIFIED - kept]
             if len(wrong):
                 self.misclassified.append((images[wrong].cpu(), labels[wrong].cpu(), predictions[wrong].cpu()))
 
@@ -155,29 +225,26 @@ class TensorBoardMonitor(Callback):
         if self.projector and (missing := self.embedded - sum(len(labels) for _, labels in self.test_images)) > 0:
             self.test_images.append((batch[0][:missing].cpu(), batch[1][:missing].cpu()))
 
-    def _log_confusion_matrix(self, trainer: L.Trainer, tag: str, counts: bool) -> None:
-        matrix = self.confusion.compute()  # synchronized across processes under DDP
+    def _log_confusion_matrix(self, trainer: L.Trainer, tag: str) -> Tensor:
+        matrix = self.confusion.compute().cpu()  # synchronized across processes under DDP
         self.confusion.reset()
         if writer := self._writer(trainer):
-            # Drawing and PNG-encoding the figure is most of this callback's cost: the per-epoch one is small.
-            # torchmetrics writes the counts at 15 points: 6.8 inches give each cell room for four digits.
-            figure = Figure(figsize=(6.8, 6.8) if counts else (4.5, 4.5), dpi=100 if counts else 80)
-            self.confusion.plot(matrix, ax=figure.subplots(), add_text=counts, labels=self.class_names)
-            figure.tight_layout()
-            writer.add_figure(tag, figure, trainer.global_step)
+            writer.add_figure(tag, confusion_figure(matrix, self.class_names), logged_step(trainer))
+        return matrix
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # Colours only: writing the 100 counts takes twice as long as the rest of the figure, every epoch.
         if not trainer.sanity_checking:
-            self._log_confusion_matrix(trainer, "val/confusion_matrix", counts=False)
+            self._log_confusion_matrix(trainer, "val/confusion_matrix")
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._log_confusion_matrix(trainer, "test/confusion_matrix", counts=True)
-        if (writer := self._writer(trainer)) and self.misclassified:
+        matrix = self._log_confusion_matrix(trainer, "test/confusion_matrix")
+        if writer := self._writer(trainer):
+            writer.add_figure("test/acc_per_class", accuracy_bars(matrix, self.class_names), logged_step(trainer))
+        if writer and self.misclassified:
             images, true, predicted = (torch.cat(parts) for parts in zip(*self.misclassified, strict=True))
             figure = labelled_grid(images, true, predicted, self.class_names)
-            writer.add_figure("test/misclassified", figure, trainer.global_step)
-            self._log_attributions(trainer, pl_module, images[:8], true[:8], predicted[:8])
+            writer.add_figure("test/misclassified", figure, logged_step(trainer))
+            self._log_attributions(trainer, pl_module, images[:4], true[:4], predicted[:4])
         self.misclassified.clear()
         if self.test_images:
             images, labels = (torch.cat(parts) for parts in zip(*self.test_images, strict=True))
@@ -190,7 +257,7 @@ class TensorBoardMonitor(Callback):
     def _log_weights(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.weights and (writer := self._writer(trainer)):
             tag = "weights/hidden_1" if pl_module.hparams.hidden_sizes else "weights/output"
-            writer.add_image(tag, weight_tiles(pl_module.net), trainer.global_step)
+            writer.add_image(tag, weight_tiles(pl_module.net, columns=8, units=32, zoom=2), logged_step(trainer))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._log_weights(trainer, pl_module)
@@ -200,7 +267,7 @@ class TensorBoardMonitor(Callback):
             features = hidden_features(pl_module.net, images.to(pl_module.device)).cpu()
             names = pl_module.hparams.get("class_names") or DIGITS  # the digits' own names, whatever the task
             log_embedding(
-                writer, features, [names[label] for label in labels], images, "last_hidden_layer", trainer.global_step
+                writer, features, [names[label] for label in labels], images, "last_hidden_layer", logged_step(trainer)
             )
 
     def _log_attributions(self, trainer, pl_module, images: Tensor, true: Tensor, predicted: Tensor) -> None:
@@ -209,7 +276,7 @@ class TensorBoardMonitor(Callback):
             toward_true = class_attributions(pl_module, on_device, true.to(pl_module.device)).cpu()
             toward_predicted = class_attributions(pl_module, on_device, predicted.to(pl_module.device)).cpu()
             figure = attribution_grid(images, true, predicted, toward_true, toward_predicted, self.class_names)
-            writer.add_figure("test/attributions", figure, trainer.global_step)
+            writer.add_figure("test/attributions", figure, logged_step(trainer))
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         test_images = getattr(trainer.datamodule, "test_dataloader", None)
@@ -223,11 +290,11 @@ class TensorBoardMonitor(Callback):
         # The first batch Lightning serves, rather than a batch of our own: iterating the training loader
         # here would be a second pass over it.
         if not self.samples_logged and (writer := self._writer(trainer)):
-            writer.add_image("train/samples", image_grid(batch[0][: self.max_images]), trainer.global_step)
+            writer.add_image("train/samples", image_grid(batch[0][: self.max_images]), logged_step(trainer))
             self.samples_logged = True
         # At the epoch's last step, while its gradients still exist: validation sets them to None before the epoch ends.
         if self.histograms and batch_idx + 1 == trainer.num_training_batches and (writer := self._writer(trainer)):
             for name, parameter in pl_module.named_parameters():
-                writer.add_histogram(f"weights/{name}", parameter, trainer.global_step)
+                writer.add_histogram(f"weights/{name}", parameter, logged_step(trainer))
                 if parameter.grad is not None:
-                    writer.add_histogram(f"gradients/{name}", parameter.grad, trainer.global_step)
+                    writer.add_histogram(f"gradients/{name}", parameter.grad, logged_step(trainer))
