@@ -16,6 +16,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from tests.helpers.commands import CONFIG, REPO, finish, main_error, run_cli, run_main, start_cli
+from tests.helpers.tensorboard import events
 
 TUNE_CONFIG = str(REPO / "configs" / "tune.yaml")
 
@@ -76,26 +77,28 @@ def test_a_study_runs_its_trials_and_writes_a_best_config_that_fit_runs(syntheti
     assert saved["model"]["hidden_sizes"] == best["model"]["hidden_sizes"]
 
 
-def test_each_trial_is_a_tensorboard_run_with_its_values_in_the_hparams_row(synthetic_data_dir, tmp_path, monkeypatch):
+def test_a_hopeless_trial_is_pruned_and_each_trials_hparams_row_holds_its_values_and_state(
+    synthetic_data_dir, tmp_path, monkeypatch
+):
     from tests.helpers.tensorboard import session_hparams
 
     monkeypatch.chdir(tmp_path)
-    run_tune(monkeypatch, study_config(tmp_path, n_trials=2), synthetic_data_dir)
-    for trial in load(tmp_path).get_trials():
-        row = session_hparams(tmp_path / "tune" / "tune" / f"trial_{trial.number:04d}")
-        assert row["optimizer.lr"] == pytest.approx(trial.params["model.optimizer.init_args.lr"])
-        assert row["hidden_sizes"] == str(yaml.safe_load(trial.params["model.hidden_sizes"]))
-
-
-def test_a_hopeless_trial_is_pruned(synthetic_data_dir, tmp_path, monkeypatch):
-    # A learning rate that learns nothing, drawn (with this seed) after three good ones: stopped as pruned.
-    space = {"model.optimizer.init_args.lr": {"choices": [0.05, 1.0e-7]}}
-    monkeypatch.chdir(tmp_path)
+    space = {
+        "model.optimizer.init_args.lr": {"choices": [0.05, 1.0e-7]},  # 1e-7 learns nothing: pruned, with seed 2
+        "model.hidden_sizes": {"choices": [[32], [64, 32]]},
+        "trainer.gradient_clip_val": {"choices": [0.5, 1.0]},  # no column of every run's row
+    }
     run_tune(monkeypatch, study_config(tmp_path, 8, seed=2, epochs=3, **space), synthetic_data_dir)
     trials = load(tmp_path).get_trials()
     pruned = [trial for trial in trials if trial.state == TrialState.PRUNED]
     assert pruned and all(trial.params["model.optimizer.init_args.lr"] == 1.0e-7 for trial in pruned)
     assert all(len(trial.intermediate_values) == 2 for trial in pruned)  # stopped after 2 of its 3 epochs
+    for trial in trials:
+        row = session_hparams(tmp_path / "tune" / "tune" / f"trial_{trial.number:04d}")
+        assert row["optimizer.lr"] == pytest.approx(trial.params["model.optimizer.init_args.lr"])
+        assert row["hidden_sizes"] == str(yaml.safe_load(trial.params["model.hidden_sizes"]))
+        assert row["gradient_clip_val"] == trial.params["trainer.gradient_clip_val"]
+        assert row["state"] == trial.state.name.lower()
 
 
 def test_a_trial_that_diverges_is_recorded_as_pruned_and_the_study_goes_on(synthetic_data_dir, tmp_path, monkeypatch):
@@ -188,6 +191,8 @@ def test_a_study_stopped_mid_trial_goes_on_keeping_every_finished_trial(syntheti
     finished = [trial for trial in trials if trial.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert before.items() <= after.items() and len(finished) == 5  # kept as they were, and the study finished
     [failed] = [trial for trial in trials if trial.state == TrialState.FAIL]  # the one running when it stopped
+    if (partial := tmp_path / "tune" / "tune" / f"trial_{failed.number:04d}").is_dir():  # no row in HParams
+        assert "_hparams_/session_start_info" not in events(partial).summary_metadata
     retried = [trial for trial in trials if trial.user_attrs.get("retry_of") == failed.number]
     if failed.params:  # stopped after choosing its values (nearly always): they ran again
         assert [t.params for t in retried] == [failed.params] and retried[0] in finished

@@ -162,13 +162,19 @@ def trial_config(config: dict, search: Search, values: dict[str, Any], folder: P
     callbacks = trainer.get("callbacks") or []
     monitors = [c for c in callbacks if c["class_path"].endswith("TensorBoardMonitor")]
     for monitor in monitors:
-        monitor["init_args"].update(weights=False, projector=False, attributions=False)
+        monitor["init_args"].update(weights=False, projector=False, attributions=False, hparams_row=False)
     trainer["callbacks"] = monitors + [c for c in callbacks if c["class_path"].endswith("WeightAveraging")]
     for key, value in values.items():
         node = set_dotted(trial, key, copy.deepcopy(value))  # (the parser converts what it is given in place)
         if key.endswith("class_path"):
             node["init_args"] = {}
     return trial
+
+
+def short_name(key: str) -> str:
+    """A searched key as the HParams tab names it: `optimizer.lr` for `model.optimizer.init_args.lr`."""
+    parts = [part for part in key.split(".") if part not in ("init_args", "class_path")]
+    return ".".join(parts[1:] if parts[0] in ("model", "data", "trainer") and len(parts) > 1 else parts)
 
 
 def set_dotted(tree: dict, key: str, value: Any) -> dict:

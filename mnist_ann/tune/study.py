@@ -26,20 +26,24 @@ import signal
 import socket
 import warnings
 from pathlib import Path
+from typing import Any
 
 import optuna
 import torch
 import yaml
 from jsonargparse import ArgumentError
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
 from mnist_ann.cli import MNISTCLI, config_files
 from mnist_ann.errors import ConfigError, Interrupted, TrainingDivergedError
 from mnist_ann.idx import ChecksumWarning
+from mnist_ann.monitoring import log_hparams_row, run_hparams
 from mnist_ann.tune.report import report
-from mnist_ann.tune.space import METRIC, Plan, Search, check_space, trial_config
+from mnist_ann.tune.space import METRIC, Plan, Search, check_space, short_name, trial_config
 from mnist_ann.tune.storage import open_study, retry
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -146,7 +150,7 @@ class Trials:
         trial.set_user_attr(
             "run", str(Path(logger["save_dir"], logger["name"], logger["version"]))
         )  # its TensorBoard run
-        callbacks = [PyTorchLightningPruningCallback(trial, monitor=METRIC), PassOn(self.received)]
+        callbacks = [PyTorchLightningPruningCallback(trial, monitor=METRIC), PassOn(self.received), TrialRow(values)]
         try:
             cli = MNISTCLI(args={"fit": config}, callbacks=callbacks, exit_on_error=False)
         except (ArgumentError, ConfigError) as error:  # checked up front, so rare: recorded, and the study goes on
@@ -164,6 +168,36 @@ class TrialConfigError(Exception):
 
 class StopRequested(Exception):
     """A signal came while a trial was being set up or between trials."""
+
+
+class TrialRow(Callback):
+    """The trial's row in TensorBoard's HParams tab, written as the trial ends so that it holds how it ended
+    (`state`: complete, pruned or failed) beside its searched values, by their short names, and what
+    distinguishes every run. A trial stopped by a signal runs again as another trial: it leaves no row."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = {short_name(key): row_value(key, value) for key, value in values.items()}
+
+    def _write(self, trainer, pl_module, state: str) -> None:
+        if isinstance(trainer.logger, TensorBoardLogger) and trainer.is_global_zero:
+            row = {**run_hparams(trainer, pl_module), **self.values, "state": state}
+            log_hparams_row(trainer.logger.experiment, row)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self._write(trainer, pl_module, "complete")
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if isinstance(exception, (optuna.TrialPruned, TrainingDivergedError)):
+            self._write(trainer, pl_module, "pruned")
+        elif not isinstance(exception, (SIGTERMException, KeyboardInterrupt)):
+            self._write(trainer, pl_module, "failed")
+
+
+def row_value(key: str, value: Any) -> int | float | str | bool:
+    """A searched value as an HParams cell: a class by its name, a list as text."""
+    if key.endswith("class_path") and isinstance(value, str):
+        return value.rsplit(".", 1)[-1]
+    return value if isinstance(value, (bool, int, float, str)) else str(value)
 
 
 class PassOn(Callback):
