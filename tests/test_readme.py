@@ -1,0 +1,149 @@
+"""The README's and the docs' commands, run as written, in their order, in a fresh folder holding what a
+clone holds (configs/, examples/), on the real MNIST; what the pages say they print is checked.
+
+Every command of the pages is accounted for: it runs, runs shortened (named in SHORTENED, with why), or
+cannot run here (NOT_HERE, with why). A command added to a page and to neither list runs as written.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.commands import REPO, free_port
+
+PAGES = ["README.md", "docs/reference.md", "docs/monitoring.md", "docs/serve.md", "docs/tune.md"]
+NOT_HERE = {  # a part of the command: why it does not run here
+    "python3 -m venv": "installs the project: CI runs the test line itself, and the main line's fit and test run here",
+    "lightning_logs/version_3": "needs drawings collected on the page (my_digits/): tests/test_handwriting.py",
+}
+SHORTENED = {  # a part of the command: what is added, so that the suite stays short
+    "configs/best.yaml": "--trainer.max_epochs 1",  # 80 epochs: about 10 minutes
+    "configs/tune.yaml": "--n_trials 2 --tune.epochs 1",  # 40 trials of 5 epochs: about 9 minutes
+    "tune/tune/best.yaml": "--trainer.max_epochs 1",  # its network may be ten times the recipe's
+}
+SERVERS = ("mnist-ann serve", "tensorboard ", "optuna-dashboard ")
+
+
+def commands(page: Path) -> list[tuple[str, list[str]]]:
+    """The page's shell commands, in order, each with the output lines the page shows under it ($ prompts)."""
+    found = []
+    for block in re.findall(r"```bash\n(.*?)```", page.read_text(), re.S):
+        lines = block.replace("\\\n", " ").splitlines()
+        prompted = any(line.startswith("$ ") for line in lines)
+        for line in lines:
+            if prompted and not line.startswith("$ "):
+                found[-1][1].append(line)
+            elif line.strip():
+                found.append((re.sub(r"\s+#\s.*$", "", line.removeprefix("$ ")).strip(), []))
+    return found
+
+
+@pytest.fixture
+def clone(tmp_path, real_data_dir):
+    shutil.copytree(REPO / "configs", tmp_path / "configs", symlinks=False)
+    shutil.copytree(REPO / "examples", tmp_path / "examples")
+    bin_dir = Path(sys.executable).parent  # mnist-ann, tensorboard and optuna-dashboard, as installed
+    path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    return tmp_path, {**os.environ, "PATH": path, "MNIST_ANN_DATA_DIR": str(real_data_dir)}
+
+
+@pytest.mark.slow
+def test_every_command_of_the_readme_and_the_docs_runs_as_written(clone):
+    folder, env = clone
+    ran, skipped = [], []
+    for page in PAGES:
+        servers = []
+        try:
+            for command, shown in commands(REPO / page):
+                if reason := next((why for part, why in NOT_HERE.items() if part in command), None):
+                    skipped.append((command, reason))
+                    continue
+                extra = " ".join(more for part, more in SHORTENED.items() if part in command)
+                if command.startswith(SERVERS):
+                    servers.append(start(command, extra, folder, env))
+                    continue
+                port = servers[-1][1] if servers else 0
+                result = run(command.replace("127.0.0.1:8000", f"127.0.0.1:{port}"), extra, folder, env)
+                check(page, command, shown, result)
+                ran.append(command)
+        finally:
+            for process, _ in servers:
+                stop(process)
+    print("\n".join(["not run here:", *(f"  {command}  ({why})" for command, why in skipped)]))
+    assert len(ran) >= 20
+
+
+def run(command: str, extra: str, folder: Path, env: dict) -> subprocess.CompletedProcess:
+    full = f"{command} {extra}".strip()
+    result = subprocess.run(["bash", "-c", full], cwd=folder, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (
+        f"{full} exited {result.returncode}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    )
+    return result
+
+
+def start(command: str, extra: str, folder: Path, env: dict) -> tuple[subprocess.Popen, int]:
+    """A server the page starts, on a free port of 127.0.0.1, once it answers."""
+    port = free_port()
+    options = f"--port {port}" + ("" if command.startswith("mnist-ann") else " --host 127.0.0.1")
+    process = subprocess.Popen(
+        ["bash", "-c", f"exec {command} {extra} {options}"],
+        cwd=folder,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}/" + ("health" if command.startswith("mnist-ann") else "")
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                assert answer.status == 200
+                return process, port
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                stop(process)
+                pytest.fail(f"{command} did not answer at {url}: {process.stderr.read()[-2000:]}")
+            time.sleep(0.5)
+
+
+def stop(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def check(page: str, command: str, shown: list[str], result: subprocess.CompletedProcess) -> None:
+    """What the page says the command prints."""
+    printed = result.stdout + result.stderr
+    if shown:  # a $ prompt's output: the answer's class where the page abridges it, else word for word
+        [line] = shown
+        if expected := re.match(r'\{"class":(\d+)', line):
+            assert json.loads(result.stdout)["class"] == int(expected.group(1))
+        else:
+            assert result.stdout.strip() == line.strip()
+    if page == "README.md" and command == "mnist-ann fit":
+        assert re.search(r"Best val/acc 97\.\d\d% in epoch \d \(of 0-9\), kept as lightning_logs/version_0/", printed)
+        test_it = "Test it on the test images: mnist-ann test --ckpt_path lightning_logs/version_0/checkpoints/best"
+        assert test_it in printed
+    if page == "README.md" and command.startswith("mnist-ann test --ckpt_path best"):
+        accuracy = float(re.search(r"test/acc\s+([0-9.]+)", printed).group(1))
+        assert 0.974 <= accuracy <= 0.979  # "about 97.7%"
+    if "--data.predict_files examples/my_digit.png" in command:
+        assert re.search(r"examples/my_digit\.png\s+7\s", printed)
