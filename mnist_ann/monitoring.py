@@ -52,10 +52,21 @@ class TensorBoardLogger(loggers.TensorBoardLogger):
         super().log_metrics(metrics, step if self.evaluated_step is None else self.evaluated_step)
 
 
+def tensorboard_writer(trainer: L.Trainer) -> SummaryWriter | None:
+    """The run's TensorBoard writer, in the process that writes (rank 0); None without a TensorBoard logger."""
+    logger = trainer.logger
+    return logger.experiment if isinstance(logger, loggers.TensorBoardLogger) and trainer.is_global_zero else None
+
+
 def logged_step(trainer: L.Trainer) -> int:
     """The step a picture belongs at: the training's, or the evaluated checkpoint's."""
     evaluated = getattr(trainer.logger, "evaluated_step", None)
     return trainer.global_step if evaluated is None else evaluated
+
+
+def tick_rotation(names: list[str]) -> int:
+    """Class names wider than two characters (Fashion-MNIST's, binary's "not 0") slanted, so they do not overlap."""
+    return 45 if max(map(len, names)) > 2 else 0
 
 
 def confusion_figure(matrix: Tensor, names: list[str]) -> Figure:
@@ -63,17 +74,18 @@ def confusion_figure(matrix: Tensor, names: list[str]) -> Figure:
     The colours follow a log scale, so that a handful of mistakes shows beside hundreds of right answers."""
     figure = Figure(figsize=(5.6, 4.6), dpi=100)
     axes = figure.subplots()
-    most = max(matrix.max().item(), 10)
+    counts = matrix.numpy()
+    most = max(counts.max().item(), 10)
     scale = SymLogNorm(linthresh=1, vmin=0, vmax=most)
-    image = axes.imshow(matrix.numpy(), cmap="Blues", norm=scale)
+    image = axes.imshow(counts, cmap="Blues", norm=scale)
     ticks = [0, *(10**power for power in range(len(str(most))))]
     figure.colorbar(image, ax=axes, label="images", ticks=ticks, format="%d")
-    dark = scale(matrix.numpy()) > 0.6
-    for (row, column), count in np.ndenumerate(matrix.numpy()):
+    dark = scale(counts) > 0.6
+    for (row, column), count in np.ndenumerate(counts):
         colour = "white" if dark[row, column] else "black"
         axes.text(column, row, count, ha="center", va="center", fontsize=7 if len(names) > 2 else 12, color=colour)
     axes.set(xticks=range(len(names)), yticks=range(len(names)), xlabel="predicted", ylabel="true")
-    axes.set_xticklabels(names, rotation=45 if max(map(len, names)) > 2 else 0, ha="right")
+    axes.set_xticklabels(names, rotation=tick_rotation(names), ha="right")
     axes.set_yticklabels(names)
     figure.tight_layout()
     return figure
@@ -88,7 +100,7 @@ def accuracy_bars(matrix: Tensor, names: list[str]) -> Figure:
     axes.bar_label(bars, fmt="%.1f", fontsize=8)
     bottom = max(0.0, 5 * (right.min().item() // 5) - 5)  # from 0, bars of 97% and 99% would look alike
     axes.set(ylim=(bottom, 100.5), ylabel=f"% right (axis from {bottom:.0f})", title="test accuracy per class")
-    axes.tick_params(axis="x", labelrotation=45 if max(map(len, names)) > 2 else 0)
+    axes.tick_params(axis="x", labelrotation=tick_rotation(names))
     figure.tight_layout()
     return figure
 
@@ -128,7 +140,7 @@ class TensorBoardMonitor(Callback):
     - HParams: one row per run with what distinguishes it (optimizer and its settings, hidden sizes,
       task, batch size, epochs, seed, dataset) beside its scalars' final values. A `test` or
       `validate` of a checkpoint logs into the run the checkpoint came from (see `mnist_ann.cli`), so
-      its test figures stand in that run's row.
+      its test figures stand in that run's row, at the step the checkpoint was saved (`TensorBoardLogger`).
     - `train/samples`: a grid of the first training batch, once per run.
     - `val/confusion_matrix` each epoch and `test/confusion_matrix`: counts, coloured on a log scale.
     - `test/acc_per_class`: each class's accuracy, as bars.
@@ -137,7 +149,6 @@ class TensorBoardMonitor(Callback):
       after every epoch: scrub the step slider to watch them form from noise.
     - Projector (`projector`): the last hidden layer's features of `embedded` test images, with their
       labels and thumbnails, at the end of `fit` and of `test` (named by the step of the weights).
-    - A `test` or `validate` of a checkpoint logs at the step the checkpoint was saved (`TensorBoardLogger`).
     - `test/attributions` (`attributions`): misclassified test digits beside the pixels that pushed
       them toward their true and their predicted class (`mnist_ann.explain`).
     - with `histograms`: `weights/...` and `gradients/...` of every parameter, once per epoch.
@@ -172,11 +183,6 @@ class TensorBoardMonitor(Callback):
         self.misclassified: list[tuple[Tensor, Tensor, Tensor]] = []
         self.samples_logged = False
 
-    @staticmethod
-    def _writer(trainer: L.Trainer) -> SummaryWriter | None:
-        logger = trainer.logger
-        return logger.experiment if isinstance(logger, loggers.TensorBoardLogger) and trainer.is_global_zero else None
-
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self.confusion = MulticlassConfusionMatrix(num_classes=pl_module.task.num_classes).to(pl_module.device)
         self.class_names = pl_module.class_names
@@ -185,7 +191,7 @@ class TensorBoardMonitor(Callback):
     # The run's row in the HParams tab.
 
     def _log_hparams(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.hparams_row and (writer := self._writer(trainer)):
+        if self.hparams_row and (writer := tensorboard_writer(trainer)):
             log_hparams_row(writer, run_hparams(trainer, pl_module))
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -194,7 +200,8 @@ class TensorBoardMonitor(Callback):
 
     def _start_evaluation(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # A run folder that already holds events (the training run of the checkpoint) keeps its session.
-        if (writer := self._writer(trainer)) and len(list(Path(writer.log_dir).glob("events.out.tfevents.*"))) == 1:
+        writer = tensorboard_writer(trainer)
+        if writer and len(list(Path(writer.log_dir).glob("events.out.tfevents.*"))) == 1:
             self._log_hparams(trainer, pl_module)
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -228,7 +235,7 @@ class TensorBoardMonitor(Callback):
     def _log_confusion_matrix(self, trainer: L.Trainer, tag: str) -> Tensor:
         matrix = self.confusion.compute().cpu()  # synchronized across processes under DDP
         self.confusion.reset()
-        if writer := self._writer(trainer):
+        if writer := tensorboard_writer(trainer):
             writer.add_figure(tag, confusion_figure(matrix, self.class_names), logged_step(trainer))
         return matrix
 
@@ -238,7 +245,7 @@ class TensorBoardMonitor(Callback):
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         matrix = self._log_confusion_matrix(trainer, "test/confusion_matrix")
-        if writer := self._writer(trainer):
+        if writer := tensorboard_writer(trainer):
             writer.add_figure("test/acc_per_class", accuracy_bars(matrix, self.class_names), logged_step(trainer))
         if writer and self.misclassified:
             images, true, predicted = (torch.cat(parts) for parts in zip(*self.misclassified, strict=True))
@@ -255,7 +262,7 @@ class TensorBoardMonitor(Callback):
     # which pixels decided the misclassified ones.
 
     def _log_weights(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.weights and (writer := self._writer(trainer)):
+        if self.weights and (writer := tensorboard_writer(trainer)):
             tag = "weights/hidden_1" if pl_module.hparams.hidden_sizes else "weights/output"
             writer.add_image(tag, weight_tiles(pl_module.net, columns=8, units=32, zoom=2), logged_step(trainer))
 
@@ -263,7 +270,7 @@ class TensorBoardMonitor(Callback):
         self._log_weights(trainer, pl_module)
 
     def _log_embedding(self, trainer: L.Trainer, pl_module: L.LightningModule, images: Tensor, labels: Tensor) -> None:
-        if self.projector and (writer := self._writer(trainer)):
+        if self.projector and (writer := tensorboard_writer(trainer)):
             features = hidden_features(pl_module.net, images.to(pl_module.device)).cpu()
             names = pl_module.hparams.get("class_names") or DIGITS  # the digits' own names, whatever the task
             log_embedding(
@@ -271,7 +278,7 @@ class TensorBoardMonitor(Callback):
             )
 
     def _log_attributions(self, trainer, pl_module, images: Tensor, true: Tensor, predicted: Tensor) -> None:
-        if self.attributions and (writer := self._writer(trainer)):
+        if self.attributions and (writer := tensorboard_writer(trainer)):
             on_device = images.to(pl_module.device)
             toward_true = class_attributions(pl_module, on_device, true.to(pl_module.device)).cpu()
             toward_predicted = class_attributions(pl_module, on_device, predicted.to(pl_module.device)).cpu()
@@ -280,7 +287,7 @@ class TensorBoardMonitor(Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         test_images = getattr(trainer.datamodule, "test_dataloader", None)
-        if self.projector and test_images and self._writer(trainer):
+        if self.projector and test_images and tensorboard_writer(trainer):
             images, labels = next(iter(test_images()))
             self._log_embedding(trainer, pl_module, images[: self.embedded], labels[: self.embedded])
 
@@ -289,12 +296,13 @@ class TensorBoardMonitor(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         # The first batch Lightning serves, rather than a batch of our own: iterating the training loader
         # here would be a second pass over it.
-        if not self.samples_logged and (writer := self._writer(trainer)):
-            writer.add_image("train/samples", image_grid(batch[0][: self.max_images]), logged_step(trainer))
+        if not self.samples_logged and (writer := tensorboard_writer(trainer)):
+            writer.add_image("train/samples", image_grid(batch[0][: self.max_images]), trainer.global_step)
             self.samples_logged = True
         # At the epoch's last step, while its gradients still exist: validation sets them to None before the epoch ends.
-        if self.histograms and batch_idx + 1 == trainer.num_training_batches and (writer := self._writer(trainer)):
+        last_step = batch_idx + 1 == trainer.num_training_batches
+        if self.histograms and last_step and (writer := tensorboard_writer(trainer)):
             for name, parameter in pl_module.named_parameters():
-                writer.add_histogram(f"weights/{name}", parameter, logged_step(trainer))
+                writer.add_histogram(f"weights/{name}", parameter, trainer.global_step)
                 if parameter.grad is not None:
-                    writer.add_histogram(f"gradients/{name}", parameter.grad, logged_step(trainer))
+                    writer.add_histogram(f"gradients/{name}", parameter.grad, trainer.global_step)

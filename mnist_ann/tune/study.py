@@ -33,7 +33,6 @@ import torch
 import yaml
 from jsonargparse import ArgumentError
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
@@ -41,7 +40,7 @@ from optuna_integration import PyTorchLightningPruningCallback
 from mnist_ann.cli import MNISTCLI, config_files
 from mnist_ann.errors import ConfigError, Interrupted, TrainingDivergedError
 from mnist_ann.idx import ChecksumWarning
-from mnist_ann.monitoring import log_hparams_row, run_hparams
+from mnist_ann.monitoring import log_hparams_row, run_hparams, tensorboard_writer
 from mnist_ann.tune.report import report
 from mnist_ann.tune.space import METRIC, Plan, Search, check_space, short_name, trial_config
 from mnist_ann.tune.storage import open_study, retry
@@ -179,9 +178,8 @@ class TrialRow(Callback):
         self.values = {short_name(key): row_value(key, value) for key, value in values.items()}
 
     def _write(self, trainer, pl_module, state: str) -> None:
-        if isinstance(trainer.logger, TensorBoardLogger) and trainer.is_global_zero:
-            row = {**run_hparams(trainer, pl_module), **self.values, "state": state}
-            log_hparams_row(trainer.logger.experiment, row)
+        if writer := tensorboard_writer(trainer):
+            log_hparams_row(writer, {**run_hparams(trainer, pl_module), **self.values, "state": state})
 
     def on_fit_end(self, trainer, pl_module) -> None:
         self._write(trainer, pl_module, "complete")
