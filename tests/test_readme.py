@@ -9,16 +9,14 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.commands import REPO, free_port
+from tests.helpers.commands import REPO, finish, free_port, start_cli
+from tests.helpers.service import stop_server, wait_for_answer
 
 PAGES = ["README.md", "docs/reference.md", "docs/monitoring.md", "docs/serve.md", "docs/tune.md"]
 NOT_HERE = {  # a part of the command: why it does not run here
@@ -77,14 +75,14 @@ def test_every_command_of_the_readme_and_the_docs_runs_as_written(clone):
                 ran.append(command)
         finally:
             for process, _ in servers:
-                stop(process)
+                stop_server(process)
     print("\n".join(["not run here:", *(f"  {command}  ({why})" for command, why in skipped)]))
     assert len(ran) >= 20
 
 
 def run(command: str, extra: str, folder: Path, env: dict) -> subprocess.CompletedProcess:
     full = f"{command} {extra}".strip()
-    result = subprocess.run(["bash", "-c", full], cwd=folder, env=env, capture_output=True, text=True, timeout=600)
+    result = finish(start_cli(cwd=folder, env=env, command=("bash", "-c", full)), timeout=600)
     assert result.returncode == 0, (
         f"{full} exited {result.returncode}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
     )
@@ -95,38 +93,9 @@ def start(command: str, extra: str, folder: Path, env: dict) -> tuple[subprocess
     """A server the page starts, on a free port of 127.0.0.1, once it answers."""
     port = free_port()
     options = f"--port {port}" + ("" if command.startswith("mnist-ann") else " --host 127.0.0.1")
-    process = subprocess.Popen(
-        ["bash", "-c", f"exec {command} {extra} {options}"],
-        cwd=folder,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}/" + ("health" if command.startswith("mnist-ann") else "")
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as answer:
-                assert answer.status == 200
-                return process, port
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                stop(process)
-                pytest.fail(f"{command} did not answer at {url}: {process.stderr.read()[-2000:]}")
-            time.sleep(0.5)
-
-
-def stop(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-    except ProcessLookupError:
-        pass
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    process = start_cli(cwd=folder, env=env, command=("bash", "-c", f"exec {command} {extra} {options}"))
+    wait_for_answer(process, f"http://127.0.0.1:{port}/" + ("health" if command.startswith("mnist-ann") else ""))
+    return process, port
 
 
 def check(page: str, command: str, shown: list[str], result: subprocess.CompletedProcess) -> None:

@@ -21,18 +21,25 @@ def start_server(checkpoint, *args: str, timeout: float = 120, cwd: Path | None 
         "serve", "--ckpt_path", str(checkpoint), "--port", str(port), *args, cwd=cwd or Path(checkpoint).parent, env=env
     )
     base = f"http://127.0.0.1:{port}"
+    wait_for_answer(process, f"{base}/health", timeout, accept=lambda body: body == b"ok")
+    return process, base
+
+
+def wait_for_answer(process, url: str, timeout: float = 120, accept=lambda body: True) -> None:
+    """`url` once it answers a body `accept` takes, while `process` (a server) runs; else the server is
+    stopped and the test fails with what it printed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if get(f"{base}/health") == b"ok":
-                return process, base
+            if accept(get(url)):
+                return
         except OSError:
             pass
         if process.poll() is not None:
             break
         time.sleep(0.3)
     stop_server(process)
-    pytest.fail(f"the server did not come up on {base}: {process.stderr.read()[-3000:] if process.stderr else ''}")
+    pytest.fail(f"the server did not come up at {url}: {process.stderr_text[-3000:]}")
 
 
 def stop_server(process) -> None:
