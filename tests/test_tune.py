@@ -166,16 +166,12 @@ def pause_between_journal_writes(process, journal: Path) -> None:
 def test_a_study_stopped_mid_trial_goes_on_keeping_every_finished_trial(synthetic_data_dir, tmp_path, signal_name):
     args = ["tune", "--config", CONFIG, "--config", study_config(tmp_path, n_trials=5), *data(synthetic_data_dir)]
     process = start_cli(*args, cwd=tmp_path)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:  # until two trials have finished and a third runs
-        time.sleep(0.2)
-        journal = tmp_path / "tune" / "tune.journal"
-        if journal.is_file() and process.poll() is None:
-            states = [trial.state for trial in load(tmp_path).get_trials()]
-            if states.count(TrialState.COMPLETE) >= 2 and TrialState.RUNNING in states:
-                break
-    else:
-        pytest.fail("the study did not reach its third trial")
+
+    def third_running(trials) -> bool:
+        states = [trial.state for trial in trials]
+        return states.count(TrialState.COMPLETE) >= 2 and TrialState.RUNNING in states
+
+    wait_for_trials(tmp_path, process, third_running)  # two trials finished and a third runs
     os.killpg(process.pid, signal.Signals[signal_name])
     stopped = finish(process)
     before = {trial.number: trial.value for trial in load(tmp_path).get_trials(states=(TrialState.COMPLETE,))}
