@@ -15,8 +15,6 @@ import argparse
 import itertools
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,6 +22,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from serve import free_port, started, stopped  # benchmarks/serve.py, beside this script
 
 from mnist_ann.serve.lab import fit_arguments
 
@@ -49,40 +49,15 @@ def from_the_page(settings: dict, folder: Path, env: dict, checkpoint: Path) -> 
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.action_chains import ActionChains
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mnist_ann",
-            "serve",
-            "--ckpt_path",
-            str(checkpoint),
-            "--port",
-            str(port),
-            "--access_log",
-            "false",
-        ],
-        cwd=folder,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    command = [sys.executable, "-m", "mnist_ann", "serve", "--ckpt_path", str(checkpoint), "--port", str(port)]
+    server = started([*command, "--access_log", "false"], port, folder, ready="/health", env=env)
     options = webdriver.ChromeOptions()
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000"):
         options.add_argument(flag)
     browser = None
     try:
-        while True:
-            try:
-                if urllib.request.urlopen(f"{base}/health", timeout=5).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.3)
         browser = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
         browser.get(f"{base}/")
         pad = browser.find_element("id", "pad")
@@ -112,8 +87,7 @@ def from_the_page(settings: dict, folder: Path, env: dict, checkpoint: Path) -> 
     finally:
         if browser is not None:
             browser.quit()
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
+        stopped(server)
 
 
 def main() -> None:

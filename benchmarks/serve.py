@@ -104,14 +104,15 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def started(command: list[str], port: int, cwd: Path) -> subprocess.Popen:
+def started(command: list[str], port: int, cwd: Path, ready: str = "/docs", env: dict | None = None):
+    """A server in a process group of its own, once `ready` (a path) answers on 127.0.0.1:`port`."""
     process = subprocess.Popen(
-        command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/docs", timeout=2):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{ready}", timeout=2):
                 return process
         except OSError:
             if process.poll() is not None:
