@@ -21,10 +21,10 @@ from mnist_ann.cli import MNISTCLI  # noqa: E402
 from mnist_ann.monitoring import TensorBoardMonitor  # noqa: E402
 
 DRAWINGS = {
-    "_log_weights": "weights/hidden_1: weight tiles, every epoch",
+    "_log_weights": "weights/hidden_1: 32 units' tiles, every epoch",
     "_log_embedding": "projector: embedding of 1,000 test images",
-    "_log_attributions": "test/attributions: Integrated Gradients of 8 digits",
-    "_log_confusion_matrix": "confusion matrices (existing)",
+    "_log_attributions": "test/attributions: Integrated Gradients of 4 digits",
+    "_log_confusion_matrix": "confusion matrices with their counts",
     "_log_hparams": "HParams session (existing)",
 }
 
