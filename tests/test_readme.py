@@ -113,6 +113,6 @@ def check(page: str, command: str, shown: list[str], result: subprocess.Complete
         assert test_it in printed
     if page == "README.md" and command.startswith("mnist-ann test --ckpt_path best"):
         accuracy = float(re.search(r"test/acc\s+([0-9.]+)", printed).group(1))
-        assert 0.974 <= accuracy <= 0.979  # "about 97.7%"
+        assert 0.971 <= accuracy <= 0.978  # "97.1-97.8%, by seed and by machine"
     if "--data.predict_files examples/my_digit.png" in command:
         assert re.search(r"examples/my_digit\.png\s+7\s", printed)
