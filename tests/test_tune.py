@@ -143,10 +143,20 @@ def wait_for_trials(tmp_path, process, reached, timeout: float = 300) -> None:
     """Until the study's trials satisfy `reached`, while `process` runs."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
-        if (tmp_path / "tune" / "tune.journal").is_file() and reached(load(tmp_path).get_trials()):
+        if reached(trials_so_far(tmp_path)):
             return
         time.sleep(0.1)
     pytest.fail(f"the study did not get there; {' '.join(process.args)} exited {process.poll()}")
+
+
+def trials_so_far(tmp_path) -> list:
+    """The study's trials; none before its journal holds the study (the file is created first, then written)."""
+    if not (tmp_path / "tune" / "tune.journal").is_file():
+        return []
+    try:
+        return load(tmp_path).get_trials()
+    except KeyError:  # optuna's "Record does not exist": the study's first record is not written yet
+        return []
 
 
 def pause_between_journal_writes(process, journal: Path) -> None:
