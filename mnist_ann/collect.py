@@ -10,9 +10,10 @@ A collection is one folder, yours to copy or delete:
 
 so that `--data.dataset my_digits` tests on the held-out drawings, and `--data.extra_data my_digits` adds
 the others to the training images. The PNG files are the collection; the IDX files are rebuilt from them
-after every save. Every file is written to a temporary name and renamed, under a lock, so that a save cut
-short (the server killed) leaves the folder readable, and two saves at once both land. A file in the folder
-that is no drawing of this layout is reported, and left alone.
+after every save, and before the folder is read as a data set when a save cut short (the server killed)
+left them behind. Every file is written to a temporary name and renamed, under a lock, so that such a save
+leaves the folder readable, and two saves at once both land. A file in the folder that is no drawing of
+this layout is reported, and left alone.
 """
 
 import fcntl
@@ -93,15 +94,31 @@ class Collection:
 
     def rebuild(self) -> None:
         """The IDX files, from the prepared digits: held-out ones as the test split, the others as training."""
+        # All written first, then renamed one after the other (as the blocks end): a reader finds them out of step
+        # only if the process dies between two renames, and brought_up_to_date then mends them.
+        with ExitStack() as files:
+            for name, content in self.stale_idx_files().items():
+                files.enter_context(replaced_whole(self.folder / name)).write(content)
+
+    def brought_up_to_date(self) -> None:
+        """The IDX files as the drawings are, before the folder is read as a data set. Locked only to write, so that
+        a collection copied somewhere read-only is read as it is."""
+        if (self.folder / DIGITS).is_dir() and self.stale_idx_files():
+            with self.locked():
+                self.rebuild()
+
+    def stale_idx_files(self) -> dict[str, bytes]:
+        """Each IDX file that does not hold what the prepared digits make of it, with what it should hold."""
         digits, labels, held, _ = self.load()
         splits = {"train": ~held, "t10k": held}
-        # All four written first, then renamed one after the other (as the blocks end): a reader finds them out of
-        # step only if the process dies between two renames, not while the files are written.
-        with ExitStack() as files:
-            for name in MNIST_FILES:
-                chosen = splits[name.split("-")[0]]
-                content = (digits if "images" in name else labels)[chosen]
-                write_idx(files.enter_context(replaced_whole(self.folder / name)), content)
+        stale = {}
+        for name in MNIST_FILES:
+            content = BytesIO()
+            write_idx(content, (digits if "images" in name else labels)[splits[name.split("-")[0]]])
+            path = self.folder / name
+            if not path.is_file() or path.read_bytes() != content.getvalue():
+                stale[name] = content.getvalue()
+        return stale
 
     @contextmanager
     def locked(self):

@@ -16,8 +16,9 @@ from torch import Tensor
 from torchvision.transforms.v2 import functional as F
 
 from mnist_ann.augment import NO_DISTORTION, Distortion
+from mnist_ann.collect import Collection
 from mnist_ann.errors import ConfigError
-from mnist_ann.idx import class_names, ensure_files, load_split, resolve_data_dir
+from mnist_ann.idx import DATASETS, class_names, ensure_files, load_split, resolve_data_dir
 from mnist_ann.images import load_pictures
 from mnist_ann.loader import EpochBatchSampler, TensorLoader
 
@@ -110,6 +111,8 @@ class MNISTDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         if not self._predicting_files():
+            for folder in {self.dataset, self.extra_data} - {None, *DATASETS}:  # folders: perhaps your own drawings
+                Collection(folder).brought_up_to_date()
             ensure_files(self.data_dir, self.download, self.dataset)
 
     def setup(self, stage: str) -> None:

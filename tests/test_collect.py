@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 from mnist_ann.collect import Collection
 from mnist_ann.data import MNISTDataModule
 from mnist_ann.errors import CheckpointError
-from mnist_ann.idx import load_split
+from mnist_ann.idx import load_split, write_idx
 from mnist_ann.model import MNISTClassifier
 from tests.helpers.commands import REPO
 
@@ -103,14 +103,27 @@ def test_a_save_killed_at_any_moment_leaves_the_folder_readable(tmp_path):
         time.sleep(delay)
         saver.send_signal(signal.SIGKILL)
         saver.wait()
-        _, labels, _, problems = Collection(folder).load()
+        _, labels, held, problems = Collection(folder).load()
         assert problems == [] and len(labels) > 0
-        taught = load_split(tmp_path, train=True, dataset=str(folder))[1]
-        kept = load_split(tmp_path, train=False, dataset=str(folder))[1]
-        assert len(taught) + len(kept) in (len(labels), len(labels) - 1)  # (the IDX files may lag one drawing)
-    Collection(folder).save(drawing(5), 5)  # the next save brings everything in line
-    _digits, labels, held, _ = Collection(folder).load()
-    assert len(load_split(tmp_path, train=True, dataset=str(folder))[1]) == int((~held).sum())
+        assert read_as_data_set(folder) == (int((~held).sum()), int(held.sum()))  # every drawing that landed
+
+
+def test_idx_files_left_behind_by_a_save_cut_short_are_mended_before_the_folder_is_read(tmp_path):
+    collection = Collection(tmp_path / "mine")
+    for label in range(4):
+        collection.save(drawing(label), label)  # numbers 1-4: 3 to teach with, number 3 held out
+    (collection.folder / "train-images-idx3-ubyte").unlink()  # killed before the first rebuild ended
+    with (collection.folder / "t10k-labels-idx1-ubyte").open("wb") as file:
+        write_idx(file, torch.zeros(0))  # killed between two renames: out of step with its images
+    assert read_as_data_set(collection.folder) == (3, 1)
+
+
+def read_as_data_set(folder) -> tuple[int, int]:
+    """How many drawings `--data.dataset <folder>` reads: (to teach with, held out)."""
+    data = MNISTDataModule(folder.parent, dataset=str(folder))
+    data.prepare_data()
+    data.setup("test")
+    return len(data.splits["train"][1]), len(data.splits["test"][1])
 
 
 def test_the_drawings_join_the_training_images_repeated(synthetic_data_dir, tmp_path):
