@@ -200,8 +200,8 @@ def test_a_study_stopped_mid_trial_goes_on_keeping_every_finished_trial(syntheti
     if (partial := tmp_path / "tune" / "tune" / f"trial_{failed.number:04d}").is_dir():  # no row in HParams
         assert "_hparams_/session_start_info" not in events(partial).summary_metadata
     retried = [trial for trial in trials if trial.user_attrs.get("retry_of") == failed.number]
-    if failed.params:  # stopped after choosing its values (nearly always): they ran again
-        assert [t.params for t in retried] == [failed.params] and retried[0] in finished
+    if failed.params:  # stopped after choosing its values (nearly always; or some of them): they ran again
+        assert len(retried) == 1 and failed.params.items() <= retried[0].params.items() and retried[0] in finished
     else:  # stopped while it was being set up, before it chose any: nothing to run again
         assert retried == []
 

@@ -113,7 +113,8 @@ def retry_dead_trials(study: optuna.Study) -> None:
 
 
 def retry(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    """Queue a failed trial's values to run again (one stopped before it chose them has none: nothing to do)."""
+    """Queue a failed trial's values to run again: those it had chosen (one stopped while choosing has the rest
+    drawn anew; one stopped before it chose any has none: nothing to do)."""
     if trial.params:
         study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
 
