@@ -135,6 +135,17 @@ def test_two_processes_share_one_study_and_finish_it_together(synthetic_data_dir
     assert runs == [f"trial_{number:04d}" for number in range(6)]
 
 
+def ran_again(trials, failed) -> list:
+    """The trial that ran a stopped trial's values again: those it had chosen (nearly always all; killed between
+    two, the rest drawn anew); none when it was stopped while being set up, before it chose any."""
+    retried = [trial for trial in trials if trial.user_attrs.get("retry_of") == failed.number]
+    if failed.params:
+        assert len(retried) == 1 and failed.params.items() <= retried[0].params.items()
+    else:
+        assert retried == []
+    return retried
+
+
 def ran_in(process, trial) -> bool:
     return trial.user_attrs.get("process", "").endswith(f":{process.pid}")
 
@@ -199,11 +210,7 @@ def test_a_study_stopped_mid_trial_goes_on_keeping_every_finished_trial(syntheti
     [failed] = [trial for trial in trials if trial.state == TrialState.FAIL]  # the one running when it stopped
     if (partial := tmp_path / "tune" / "tune" / f"trial_{failed.number:04d}").is_dir():  # no row in HParams
         assert "_hparams_/session_start_info" not in events(partial).summary_metadata
-    retried = [trial for trial in trials if trial.user_attrs.get("retry_of") == failed.number]
-    if failed.params:  # stopped after choosing its values (nearly always; or some of them): they ran again
-        assert len(retried) == 1 and failed.params.items() <= retried[0].params.items() and retried[0] in finished
-    else:  # stopped while it was being set up, before it chose any: nothing to run again
-        assert retried == []
+    assert all(trial in finished for trial in ran_again(trials, failed))
 
 
 @pytest.mark.slow
@@ -347,8 +354,7 @@ def test_a_database_study_killed_mid_trial_is_finished_by_the_same_command(synth
     states = [trial.state for trial in trials]
     assert states.count(TrialState.COMPLETE) == 3 and TrialState.RUNNING not in states
     [failed] = [trial for trial in trials if trial.state == TrialState.FAIL]
-    retried = [trial.params for trial in trials if trial.user_attrs.get("retry_of") == failed.number]
-    assert retried == ([failed.params] if failed.params else [])  # (none when killed before it chose its values)
+    ran_again(trials, failed)
 
 
 def test_a_trial_whose_config_fails_anyway_is_recorded_failed_and_the_study_goes_on(
