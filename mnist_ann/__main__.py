@@ -64,30 +64,32 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args[0] not in COMMANDS:
         sys.exit(f"error: unknown command {args[0]!r}: one of {', '.join(COMMANDS)} (mnist-ann --help)")
-    with ExitStack() as scope:
+    from mnist_ann.errors import reported
+
+    with reported(), ExitStack() as scope:  # (a stop or an error met while importing is reported too)
         quiet_dependency_noise(scope)
         run(args[0], args[1:], from_sys_argv=argv is None)
 
 
 def run(command: str, args: list[str], from_sys_argv: bool = False) -> None:
-    from mnist_ann.errors import reported
+    from mnist_ann.stopping import watch_lifeline
 
-    with reported():
-        _, target = COMMANDS[command]
-        if target is None:
-            from mnist_ann.cli import MNISTCLI
+    watch_lifeline()  # a job of the page's lab: it ends with the service
+    _, target = COMMANDS[command]
+    if target is None:
+        from mnist_ann.cli import MNISTCLI
 
-            # (Lightning reads sys.argv itself, and warns when given arguments beside it)
-            MNISTCLI(args=None if from_sys_argv else [command, *args])
-            return
-        module, function = target.split(":")
-        runner = getattr(import_module(module), function)
-        if command == "tune":  # its own options, then fit's
-            runner(args)
-        else:
-            from jsonargparse import CLI
+        # (Lightning reads sys.argv itself, and warns when given arguments beside it)
+        MNISTCLI(args=None if from_sys_argv else [command, *args])
+        return
+    module, function = target.split(":")
+    runner = getattr(import_module(module), function)
+    if command == "tune":  # its own options, then fit's
+        runner(args)
+    else:
+        from jsonargparse import CLI
 
-            CLI(runner, args=args, prog=f"mnist-ann {command}", allow_abbrev=False)
+        CLI(runner, args=args, prog=f"mnist-ann {command}", allow_abbrev=False)
 
 
 def quiet_dependency_noise(scope: ExitStack) -> None:

@@ -136,8 +136,13 @@ class MNISTCLI(LightningCLI):
         # Lightning reads the model's hyperparameters from --ckpt_path right after parsing: resolve
         # best/last and check the file first, so that this works for them too and fails clearly.
         if subcommand := self.config.get("subcommand"):
-            self._resolve_ckpt_path(subcommand, self.config[subcommand])
             trainer = self.config[subcommand].trainer
+            logger = trainer.logger if isinstance(trainer.logger, Namespace | dict) else None
+            if trainer.default_root_dir and logger and logger.get("init_args", {}).get("save_dir") == ".":
+                # The recipe's logger writes under the folder the command runs in: under --trainer.default_root_dir
+                # when one is given, as Lightning's own logger would.
+                logger["init_args"]["save_dir"] = trainer.default_root_dir
+            self._resolve_ckpt_path(subcommand, self.config[subcommand])
             if trainer.enable_progress_bar is False and isinstance(trainer.callbacks, list):
                 # The configs set up a TQDMProgressBar; turning the bar off means without it (Lightning
                 # would refuse the pair).

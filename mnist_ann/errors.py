@@ -2,8 +2,10 @@
 
 import contextlib
 import errno
+import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 
 
@@ -62,11 +64,12 @@ def full_disk_cause(error: BaseException) -> OSError | None:
 def reported() -> Iterator[None]:
     """Around a command: what the user can fix exits with its message alone (`error: ...`), a run stopped by
     a signal with what it saved; anything else is a bug, and keeps its traceback."""
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
-
+    main_thread = threading.current_thread() is threading.main_thread()
+    # Lightning handles SIGTERM while it runs a trainer; before (loading, starting processes) and after, it says so.
+    previous = signal.signal(signal.SIGTERM, stopped_outside_training) if main_thread else None
     try:
         yield
-    except (UserError, MisconfigurationException) as error:
+    except UserError as error:
         close_progress_bars()
         sys.exit(f"error: {error}")
     except OSError as error:
@@ -75,6 +78,8 @@ def reported() -> Iterator[None]:
             sys.exit(f"error: no space left writing {cause.filename or 'a file'} ({cause.strerror})")
         if error.errno in NO_PERMISSION and error.filename:  # a folder the command must write in, e.g. lightning_logs
             sys.exit(f"error: {error.filename}: {error.strerror}")
+        if error.errno in (errno.EEXIST, errno.ENOTDIR) and error.filename:  # a file where that folder should be
+            sys.exit(f"error: {error.filename}: a file stands where the command needs a folder")
         raise
     except Interrupted as interruption:  # what was saved, and the command that goes on from there
         close_progress_bars()
@@ -84,6 +89,25 @@ def reported() -> Iterator[None]:
     except KeyboardInterrupt:  # Ctrl-C outside training: nothing to save
         close_progress_bars()
         sys.exit(128 + signal.SIGINT)
+    except Exception as error:  # (Lightning is imported here: this guards the imports too)
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+        if not isinstance(error, MisconfigurationException):
+            raise
+        close_progress_bars()
+        sys.exit(f"error: {error}")
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def stopped_outside_training(signum, frame) -> None:
+    if signal.getsignal(signal.SIGTERM) is not stopped_outside_training:
+        return  # called by Lightning's handler, which chains the one it found: it stops the run its own way
+    # Every process says it: under DDP the first may be waiting for the others, in code no signal interrupts.
+    rank = f"[rank {os.environ['LOCAL_RANK']}] " if "LOCAL_RANK" in os.environ else ""
+    message = "stopped by SIGTERM outside training (starting, loading, or writing results): no step was cut short"
+    raise Interrupted(rank + message, 128 + signal.SIGTERM)
 
 
 def close_progress_bars() -> None:

@@ -6,9 +6,13 @@ meet another one in flight, and each process then stops at its own step: the pro
 crashed with a collective mismatch. Here a signal only sets a flag; after every training step the
 processes agree on it (one `max` reduction), and all of them stop at the same step through
 Lightning's own path. A signal to one process alone stops them all the same way.
+
+A run the page's lab started also stops so when the service is gone (`watch_lifeline`).
 """
 
+import os
 import signal
+import threading
 
 import lightning as L
 import torch
@@ -33,3 +37,20 @@ class StopTogether(Callback):
         if trainer.strategy.reduce(flag, reduce_op="max").item():
             # What Lightning's handler would have set: its loop then stops after this step, on every process.
             trainer._signal_connector.received_sigterm = True
+
+
+LIFELINE = "MNIST_ANN_LIFELINE"  # names the pipe a lab job holds (`mnist_ann.serve.jobs`)
+
+
+def watch_lifeline() -> None:
+    """In a job of the page's lab: once the service that started it is gone, whatever ended it, stop as SIGTERM
+    stops the command (its step saved). The service holds the pipe's other end; its end closes the pipe."""
+    if (held := os.environ.pop(LIFELINE, None)) is None:
+        return
+
+    def watch() -> None:
+        while os.read(int(held), 1):  # nothing is ever written: read returns b"" when the pipe closes
+            pass
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="lifeline", daemon=True).start()

@@ -392,6 +392,23 @@ def test_a_run_folder_that_cannot_be_written_is_one_line(synthetic_data_dir, tmp
     assert main_error(monkeypatch, *args) == "error: /sys/runs: Operation not permitted"
 
 
+def test_a_run_folder_where_a_file_stands_is_one_line(synthetic_data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lightning_logs").write_text("my notes")
+    message = main_error(monkeypatch, "fit", "--data.data_dir", str(synthetic_data_dir), "--trainer.max_epochs", "1")
+    assert message == f"error: {tmp_path}/lightning_logs: a file stands where the command needs a folder"
+    assert (tmp_path / "lightning_logs").read_text() == "my notes"
+
+
+def test_default_root_dir_is_where_the_runs_go(synthetic_data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = ["--data.data_dir", str(synthetic_data_dir), "--data.val_size", "200", "--trainer.max_epochs", "1"]
+    run_main(monkeypatch, "fit", *data, "--trainer.default_root_dir", "elsewhere")
+    assert (tmp_path / "elsewhere" / "lightning_logs" / "version_0" / "checkpoints" / "best.ckpt").is_file()
+    assert not (tmp_path / "lightning_logs").exists()
+    run_main(monkeypatch, "test", *data, "--trainer.default_root_dir", "elsewhere", "--ckpt_path", "best")
+
+
 def test_a_checkpoint_folder_given_as_a_url_goes_to_lightnings_own_checkpoint_io(tmp_path, monkeypatch):
     """s3://, gs://, ... are not local paths: fsspec's in-memory filesystem stands in for them here."""
     import fsspec

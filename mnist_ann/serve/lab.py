@@ -1,45 +1,42 @@
 """The page's lab: start a real `mnist-ann fit` from the page, watch it learn, stop it, test a run.
 
-    GET  /lab            whether training is allowed here, the limits, the datasets present, the job now
-    POST /lab/fit        {"hidden_sizes": [256, 128], "optimizer": "SGD", "lr": 0.01, "epochs": 10, ...}
+    GET  /lab            the limits, the defaults and choices, the datasets present, the job now
+    POST /lab/fit        `FitSettings`: {"hidden_sizes": [256, 128], "optimizer": "SGD", "lr": 0.01, ...}
     POST /lab/resume     {"run": "version_3"}: `fit` again from that run's last.ckpt
     POST /lab/test       {"run": "version_3"}: `test` of that run's best.ckpt
     POST /lab/stop       the job in progress stops as SIGTERM stops it (its step saved to last.ckpt)
     GET  /lab/runs       every run under lightning_logs/ (`mnist_ann.serve.runs`)
     GET  /lab/events     server-sent events: the job's state, and the watched run's `live.jsonl` as it grows
 
-Each job is the command line itself, in a process of its own (`python -m mnist_ann fit ...`): the same configs
-and code path as a user's, an ordinary run folder that replays with `fit --config <run>/config.yaml`, a crash
-that cannot take the service down, and the stop a user already has (SIGTERM). The service's HTTP process only
-starts it and reads the files it writes. One job at a time: training takes every core.
+Each job is the command line itself, in a process of its own (`mnist_ann.serve.jobs`); one at a time, since
+training takes every core. Every setting is checked by its Pydantic model, which also describes it in
+/openapi.json; the routes that start or stop something answer only the service's own page (`OwnPage`).
 """
 
 import asyncio
+import gzip
 import itertools
 import json
-import os
-import re
-import shlex
-import signal
-import subprocess
-import sys
-import tempfile
-import threading
-import time
+import math
+import struct
 from pathlib import Path
+from typing import Annotated, Literal
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mnist_ann.errors import DataError
-from mnist_ann.idx import ensure_files, resolve_data_dir
+from mnist_ann.idx import ensure_files, idx_path, raw_folder
 from mnist_ann.live import EVENTS
+from mnist_ann.serve.guard import OwnPage
+from mnist_ann.serve.jobs import Lab
 from mnist_ann.serve.runs import RUN, list_runs
 
 RUNS = Path("lightning_logs")  # the recipe's logger folder, under the folder the service runs in
-PID_FILE = ".lab-job.pid"  # in RUNS: the job's process, for the service's main process to stop at exit
-
 LIMITS = {"layers": 4, "width": 2048, "parameters": 3_000_000, "epochs": 100, "batch_size": 1024, "lr": 1.0}
+LIMITS |= {"steps": 100_000, "hours": 2}  # the heaviest run: this many optimizer steps, stopped after this long
 OPTIMIZERS = {"SGD": "torch.optim.SGD", "Adam": "torch.optim.Adam", "AdamW": "torch.optim.AdamW"}
 SCHEDULES = {
     "constant": None,
@@ -49,313 +46,176 @@ SCHEDULES = {
 AFFINE = {"rotation": 10, "scale": 0.1, "shear": 10, "translation": 0.05}
 AUGMENTATIONS = {"none": {}, "affine": AFFINE, "affine+elastic": {**AFFINE, "elastic_alpha": 36, "elastic_sigma": 6}}
 DATASETS = ("mnist", "fashion-mnist")
-DEFAULTS = {
-    "hidden_sizes": [128, 64],
-    "optimizer": "SGD",
-    "lr": 0.01,
-    "batch_size": 64,
-    "epochs": 10,
-    "val_size": 5000,
-    "schedule": "constant",
-    "dropout": 0.0,
-    "label_smoothing": 0.0,
-    "augmentation": "none",
-    "weight_averaging": False,
-    "dataset": "mnist",
-}
+Width = Annotated[int, Field(ge=1, le=LIMITS["width"])]
 
 
-class Refused(Exception):
-    """A request the lab does not carry out: its HTTP status and one message."""
+class LabRequest(BaseModel):
+    """What the lab's requests share: unknown fields refused, numbers never taken from strings, no NaN."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
-def fit_arguments(request: dict, datasets: list[str]) -> list[str]:
-    """The `fit` command line for the page's settings, refusing what is not a setting or over a limit."""
-    if unknown := sorted(set(request) - set(DEFAULTS)):
-        raise Refused(422, f"{unknown[0]}: not a setting (the settings: {', '.join(DEFAULTS)})")
-    given = {**DEFAULTS, **request}
-    sizes = given["hidden_sizes"]
-    if not (isinstance(sizes, list) and all(type(size) is int for size in sizes)):
-        raise Refused(422, "hidden_sizes: a list of whole numbers, one width per hidden layer")
-    if len(sizes) > LIMITS["layers"] or not all(1 <= size <= LIMITS["width"] for size in sizes):
-        raise Refused(422, f"hidden_sizes: at most {LIMITS['layers']} layers, each 1-{LIMITS['width']} units wide")
-    widths = [784, *sizes, 10]
-    if (parameters := sum(a * b + b for a, b in itertools.pairwise(widths))) > LIMITS["parameters"]:
-        raise Refused(422, f"hidden_sizes: {parameters:,} parameters, over the {LIMITS['parameters']:,} allowed here")
-    choose(given, "optimizer", OPTIMIZERS)
-    choose(given, "schedule", SCHEDULES)
-    choose(given, "augmentation", AUGMENTATIONS)
-    choose(given, "dataset", datasets)
-    number(given, "lr", 0, LIMITS["lr"], low_allowed=False)
-    number(given, "dropout", 0, 0.9)
-    number(given, "label_smoothing", 0, 0.5)
-    whole(given, "epochs", 1, LIMITS["epochs"])
-    whole(given, "batch_size", 1, LIMITS["batch_size"])
-    whole(given, "val_size", 0, 30_000)
-    if not isinstance(given["weight_averaging"], bool):
-        raise Refused(422, "weight_averaging: true or false")
+class FitSettings(LabRequest):
+    """A run of the lab: the recipe's settings unless given (each is a `fit` option, `command_line`)."""
 
-    arguments = [
-        f"--model.hidden_sizes={json.dumps(sizes, separators=(',', ':'))}",
-        f"--model.optimizer={OPTIMIZERS[given['optimizer']]}",
-        f"--model.optimizer.lr={given['lr']}",
-        f"--model.dropout={given['dropout']}",
-        f"--model.label_smoothing={given['label_smoothing']}",
-        f"--trainer.max_epochs={given['epochs']}",
-        f"--data.batch_size={given['batch_size']}",
-        f"--data.val_size={given['val_size']}",
-        f"--data.dataset={given['dataset']}",
-    ]
-    if given["optimizer"] == "SGD":
-        arguments.append("--model.optimizer.momentum=0.9")  # the recipe's
-    if schedule := SCHEDULES[given["schedule"]]:
-        arguments.append(f"--model.scheduler={schedule}")
-    arguments += [f"--data.augmentation.{name}={value}" for name, value in AUGMENTATIONS[given["augmentation"]].items()]
-    if given["weight_averaging"]:  # as configs/best.yaml averages
-        arguments += [
-            "--trainer.callbacks+=EMAWeightAveraging",
-            "--trainer.callbacks.decay=0.999",
-            "--trainer.callbacks.use_buffers=false",
-        ]
-    return [*arguments, "--trainer.callbacks+=mnist_ann.live.LiveReport"]  # what the page watches
+    hidden_sizes: list[Width] = Field([128, 64], max_length=LIMITS["layers"], description="one width per layer")
+    optimizer: Literal[tuple(OPTIMIZERS)] = "SGD"
+    lr: float = Field(0.01, gt=0, le=LIMITS["lr"])
+    batch_size: int = Field(64, ge=1, le=LIMITS["batch_size"])
+    epochs: int = Field(10, ge=1, le=LIMITS["epochs"])
+    val_size: int = Field(5000, ge=0, le=30_000)
+    schedule: Literal[tuple(SCHEDULES)] = "constant"
+    dropout: float = Field(0.0, ge=0, le=0.9)
+    label_smoothing: float = Field(0.0, ge=0, le=0.5)
+    augmentation: Literal[tuple(AUGMENTATIONS)] = "none"
+    weight_averaging: bool = False
+    dataset: Literal[DATASETS] = "mnist"
 
+    @model_validator(mode="after")
+    def within_limits(self) -> "FitSettings":
+        widths = [784, *self.hidden_sizes, 10]
+        if (parameters := sum(a * b + b for a, b in itertools.pairwise(widths))) > LIMITS["parameters"]:
+            raise ValueError(f"hidden_sizes: {parameters:,} parameters, over the {LIMITS['parameters']:,} allowed here")
+        return self
 
-def choose(given: dict, name: str, choices) -> None:
-    if given[name] not in choices:
-        raise Refused(422, f"{name}: one of {', '.join(map(str, choices))}, not {json.dumps(given[name])[:40]}")
-
-
-def number(given: dict, name: str, low: float, high: float, low_allowed: bool = True) -> None:
-    value = given[name]
-    if type(value) not in (int, float) or not (low <= value <= high) or (value == low and not low_allowed):
-        raise Refused(422, f"{name}: a number {'from' if low_allowed else 'above'} {low} to {high}")
-
-
-def whole(given: dict, name: str, low: int, high: int) -> None:
-    if type(given[name]) is not int or not low <= given[name] <= high:
-        raise Refused(422, f"{name}: a whole number from {low} to {high}")
-
-
-def run_folder(root: Path, request: dict) -> Path:
-    """The run a request names (`{"run": "version_3"}`), which must be there."""
-    name = request.get("run")
-    if not (isinstance(name, str) and RUN.fullmatch(name) and (root / name).is_dir()):
-        raise Refused(404, f"run: no run {json.dumps(name)[:40]} under {root}/")
-    return root / name
-
-
-class Job:
-    """One `mnist-ann` command in a process of its own, its output kept in a file; the run it writes."""
-
-    def __init__(self, kind: str, arguments: list[str], root: Path, run: Path | None = None) -> None:
-        self.kind, self.root, self.run = kind, root, run
-        self.stop_requested = False
-        self.ended: tuple[str, str] | None = None  # once the process has exited: its state and last words
-        self.earlier = {folder.name for folder in root.glob("version_*")}
-        self.output = tempfile.TemporaryFile("w+")  # noqa: SIM115 (read while the job runs, closed with the job)
-        command = [sys.executable, "-m", "mnist_ann", kind, *arguments, "--trainer.enable_progress_bar=false"]
-        self.command = ["mnist-ann", kind, *arguments]
-        self.process = subprocess.Popen(
-            command, stdout=self.output, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
-        )
-        root.mkdir(parents=True, exist_ok=True)
-        (root / PID_FILE).write_text(str(self.process.pid))
-
-    def watched(self) -> Path | None:
-        """The run folder this job writes: for `fit`, the new one that appears."""
-        if self.run is None and self.kind == "fit":
-            new = [folder for folder in self.root.glob("version_*") if folder.name not in self.earlier]
-            self.run = next((folder for folder in new if (folder / EVENTS).is_file()), None)
-        return self.run
-
-    def state(self) -> dict:
-        if self.ended is None and (code := self.process.poll()) is not None:
-            (self.root / PID_FILE).unlink(missing_ok=True)
-            self.ended = {0: "finished", 128 + signal.SIGTERM: "stopped"}.get(code, "failed"), self.last_lines()
-        state, message = self.ended or ("stopping" if self.stop_requested else "running", "")
-        run = self.watched()
-        return {
-            "state": state,
-            "kind": self.kind,
-            "run": run.name if run else None,
-            "command": shlex.join(self.command),
-            "message": message,
-        }
-
-    def last_lines(self, count: int = 2) -> str:
-        """What the command said last: its summary, its resume hint, or its one error line (not the warnings)."""
-        self.output.seek(0)
-        lines = [line.strip() for line in self.output.read().splitlines()[-200:]]
-        said = [line for line in lines if line and not re.search(r"\.py:\d+: ", line)]
-        errors = [line for line in said if line.startswith("error:")]
-        return "\n".join(errors[-1:] or said[-count:])
-
-    def stop(self) -> None:
-        self.stop_requested = True
-        self.process.send_signal(signal.SIGTERM)
-
-
-class Lab:
-    """The lab's one job at a time, and whether this service may train at all."""
-
-    def __init__(self, root: Path, allowed: bool, data_dir: str | None = None) -> None:
-        self.root, self.allowed = root, allowed
-        self.data_dir = resolve_data_dir(data_dir)
-        self.job: Job | None = None
-        self.lock = threading.Lock()
-
-    def datasets(self) -> list[str]:
-        present = []
-        for dataset in DATASETS:
-            try:
-                ensure_files(self.data_dir, download=False, dataset=dataset)
-                present.append(dataset)
-            except DataError:
-                pass
-        return present
-
-    def check_allowed(self) -> None:
-        if not self.allowed:
-            raise Refused(
-                403,
-                "training from the page is off: this service listens beyond 127.0.0.1; "
-                "start it with --allow_remote_training true to let every client that reaches it train",
+    def check_steps(self, images: int) -> None:
+        """Refuse a run of more optimizer steps than the lab allows, on `images` training images."""
+        steps = self.epochs * math.ceil(max(images - self.val_size, 0) / self.batch_size)
+        if steps > LIMITS["steps"]:
+            raise HTTPException(
+                422,
+                f"epochs: {steps:,} steps of batch {self.batch_size}, over the {LIMITS['steps']:,} allowed here: "
+                "fewer epochs or a larger batch",
             )
 
-    def start(self, kind: str, arguments: list[str], run: Path | None = None) -> dict:
-        self.check_allowed()
-        with self.lock:
-            if self.job and self.job.process.poll() is None:
-                raise Refused(
-                    409,
-                    f"a {self.job.kind} is in progress ({self.job.state()['run'] or 'starting'}): "
-                    "stop it first, or wait for it to end",
-                )
-            self.job = Job(kind, arguments, self.root, run)
-            return self.job.state()
+    def command_line(self) -> list[str]:
+        """The `fit` options a user would type for these settings."""
+        arguments = [
+            f"--model.hidden_sizes={json.dumps(self.hidden_sizes, separators=(',', ':'))}",
+            f"--model.optimizer={OPTIMIZERS[self.optimizer]}",
+            f"--model.optimizer.lr={self.lr}",
+            f"--model.dropout={self.dropout}",
+            f"--model.label_smoothing={self.label_smoothing}",
+            f"--trainer.max_epochs={self.epochs}",
+            f"--data.batch_size={self.batch_size}",
+            f"--data.val_size={self.val_size}",
+            f"--data.dataset={self.dataset}",
+        ]
+        if self.optimizer == "SGD":
+            arguments.append("--model.optimizer.momentum=0.9")  # the recipe's
+        if schedule := SCHEDULES[self.schedule]:
+            arguments.append(f"--model.scheduler={schedule}")
+        arguments += [f"--data.augmentation.{name}={value}" for name, value in AUGMENTATIONS[self.augmentation].items()]
+        if self.weight_averaging:  # as configs/best.yaml averages
+            arguments += [
+                "--trainer.callbacks+=EMAWeightAveraging",
+                "--trainer.callbacks.decay=0.999",
+                "--trainer.callbacks.use_buffers=false",
+            ]
+        return [*arguments, "--trainer.callbacks+=mnist_ann.live.LiveReport"]  # what the page watches
 
-    def stop(self) -> dict:
-        self.check_allowed()
-        with self.lock:
-            if not (self.job and self.job.process.poll() is None):
-                raise Refused(409, "nothing is training: there is nothing to stop")
-            self.job.stop()
-            return self.job.state()
 
-    def state(self) -> dict:
-        return self.job.state() if self.job else {"state": "idle", "kind": None, "run": None, "message": ""}
+class RunChoice(LabRequest):
+    run: str = Field(pattern=f"^{RUN.pattern}$", description="a run's folder under lightning_logs/: version_N")
 
-    def about(self) -> dict:
+
+def run_folder(root: Path, choice: RunChoice) -> Path:
+    """The run a request names, which must be there."""
+    if not (root / choice.run).is_dir():
+        raise HTTPException(404, f"run: no run {choice.run!r} under {root}/")
+    return root / choice.run
+
+
+def time_limit() -> str:
+    """`--trainer.max_time` for every job: Lightning stops the run after that long, as at its last epoch."""
+    return f"--trainer.max_time=00:{LIMITS['hours']:02d}:00:00"
+
+
+def training_images(data_dir: Path, dataset: str) -> int:
+    """How many training images the dataset's files hold (their IDX header says)."""
+    path = idx_path(raw_folder(data_dir, dataset), "train-images-idx3-ubyte")
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as file:
+        return struct.unpack(">I", file.read(8)[4:])[0]
+
+
+def available_datasets(data_dir: Path) -> list[str]:
+    present = []
+    for dataset in DATASETS:
+        try:
+            ensure_files(data_dir, download=False, dataset=dataset)
+            present.append(dataset)
+        except DataError:
+            pass
+    return present
+
+
+def lab_router(lab: Lab, own_page: OwnPage, data_dir: Path, drawings: str | None = None) -> APIRouter:
+    """The lab's routes (see the module's docstring); `drawings`, the tag of a test on the page's collection.
+    Starting a job happens on the event loop's thread, a short fork and exec; what reads files runs in the
+    thread pool."""
+    router = APIRouter(prefix="/lab", tags=["lab"])
+    changes = [Depends(own_page)]
+
+    @router.get("")
+    def about() -> dict:
+        """The limits, the defaults, the choices (with the datasets present) and the job now."""
         return {
-            "allowed": self.allowed,
+            "allowed": own_page.allowed,
             "limits": LIMITS,
-            "defaults": DEFAULTS,
+            "defaults": FitSettings().model_dump(),
             "choices": {
                 "optimizer": list(OPTIMIZERS),
                 "schedule": list(SCHEDULES),
                 "augmentation": list(AUGMENTATIONS),
-                "dataset": self.datasets(),
+                "dataset": available_datasets(data_dir),
             },
-            "job": self.state(),
+            "job": lab.state(),
         }
 
+    @router.post("/fit", dependencies=changes)
+    async def fit(settings: FitSettings | None = None) -> dict:
+        """Start `fit` with these settings (the recipe's for any not given)."""
+        settings = settings or FitSettings()
+        if settings.dataset not in await run_in_threadpool(available_datasets, data_dir):
+            raise HTTPException(422, f"dataset: {settings.dataset}'s files are not in {data_dir}")
+        settings.check_steps(await run_in_threadpool(training_images, data_dir, settings.dataset))
+        return lab.start("fit", [*settings.command_line(), time_limit()])
 
-def stop_job_left_running(root: Path = RUNS, seconds: float = 60) -> None:
-    """At the service's exit: the lab's job, if one still runs, stops as SIGTERM stops it (its step saved);
-    this waits for it, so that no process is left."""
-    try:
-        pid = int((root / PID_FILE).read_text())
-        if b"mnist_ann" not in Path(f"/proc/{pid}/cmdline").read_bytes():  # a file left by a killed service
-            raise ProcessLookupError
-        os.kill(pid, signal.SIGTERM)
-    except (OSError, ValueError):
-        (root / PID_FILE).unlink(missing_ok=True)
-        return
-    print(f"stopping the lab's training (process {pid}): its step is saved to last.ckpt", file=sys.stderr)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            break
-        time.sleep(0.1)
-    (root / PID_FILE).unlink(missing_ok=True)
-
-
-def refusing(action):
-    """A route of `action(request)`: its JSON answer, or a refusal's `{"error": ...}` with its status."""
-
-    async def route(request: Request) -> JSONResponse:
-        try:
-            return JSONResponse(await action(request))
-        except Refused as refused:
-            return JSONResponse({"error": refused.message}, status_code=refused.status)
-
-    return route
-
-
-async def body(request: Request) -> dict:
-    """The request's JSON object."""
-    try:
-        sent = await request.json()
-    except ValueError:
-        raise Refused(400, "malformed JSON") from None
-    if not isinstance(sent, dict):
-        raise Refused(422, "send a JSON object")
-    return sent
-
-
-def add_lab(app: FastAPI, lab: Lab) -> None:
-    """The lab's routes on the service's app (see the module's docstring)."""
-
-    async def about(request: Request) -> dict:
-        return lab.about()
-
-    async def fit(request: Request) -> dict:
-        lab.check_allowed()
-        return lab.start("fit", fit_arguments(await body(request), lab.datasets()))
-
-    async def resume(request: Request) -> dict:
-        lab.check_allowed()
-        run = run_folder(lab.root, await body(request))
+    @router.post("/resume", dependencies=changes)
+    async def resume(choice: RunChoice) -> dict:
+        """`fit` again from the run's last.ckpt."""
+        run = run_folder(lab.root, choice)
         if not (last := run / "checkpoints" / "last.ckpt").is_file():
-            raise Refused(409, f"{run.name} has no last.ckpt to resume from")
-        return lab.start("fit", ["--config", str(run / "config.yaml"), "--ckpt_path", str(last)])
+            raise HTTPException(409, f"{run.name} has no last.ckpt to resume from")
+        return lab.start("fit", ["--config", str(run / "config.yaml"), "--ckpt_path", str(last), time_limit()])
 
-    async def test(request: Request) -> dict:
-        lab.check_allowed()
-        run = run_folder(lab.root, await body(request))
+    @router.post("/test", dependencies=changes)
+    async def test(choice: RunChoice) -> dict:
+        """`test` of the run's best.ckpt: its figures land in the run's events and the runs table."""
+        run = run_folder(lab.root, choice)
         if not (best := run / "checkpoints" / "best.ckpt").is_file():
-            raise Refused(409, f"{run.name} has no best.ckpt to test")
+            raise HTTPException(409, f"{run.name} has no best.ckpt to test")
         return lab.start("test", ["--config", str(run / "config.yaml"), "--ckpt_path", str(best)], run)
 
-    async def stop(request: Request) -> dict:
+    @router.post("/stop", dependencies=changes)
+    async def stop() -> dict:
+        """SIGTERM to the job: its step is saved."""
         return lab.stop()
 
-    async def runs(request: Request) -> list:
-        return list_runs(lab.root)
+    @router.get("/runs")
+    def runs() -> list:
+        """Every run, newest first, with its settings and scores."""
+        return list_runs(lab.root, drawings)
 
-    for path, action, method in [
-        ("/lab", about, "GET"),
-        ("/lab/fit", fit, "POST"),
-        ("/lab/resume", resume, "POST"),
-        ("/lab/test", test, "POST"),
-        ("/lab/stop", stop, "POST"),
-        ("/lab/runs", runs, "GET"),
-    ]:
-        app.add_api_route(path, refusing(action), methods=[method], include_in_schema=False)
+    @router.get("/events", response_class=StreamingResponse)
+    async def events(request: Request) -> StreamingResponse:
+        """Server-sent events: `job` (its state) and `live` (the lines of the watched run's live.jsonl)."""
+        return watch(lab, request)
 
-    async def watch(request: Request) -> StreamingResponse:
-        return events(lab, request)
-
-    app.add_api_route("/lab/events", watch, methods=["GET"], include_in_schema=False)
+    return router
 
 
-def events(lab: Lab, request: Request) -> StreamingResponse:
+def watch(lab: Lab, request: Request) -> StreamingResponse:
     """Server-sent events: `job` when the job's state changes, `live` for each line of the watched run's
     live.jsonl (from its beginning, so that a page that connects late draws the whole curve)."""
 

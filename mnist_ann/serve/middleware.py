@@ -1,8 +1,10 @@
-"""What stands in front of the prediction service, in LitServe's HTTP process, as ASGI middlewares.
+"""What stands in front of the prediction service, in LitServe's HTTP process, as ASGI middlewares; the guards
+(hosts, body size, the own page) are `mnist_ann.serve.guard`'s.
 
-- `RequestGate`, before POST /predict: malformed requests end here. It answers the mistakes of HTTP
-  itself (an empty or oversized body, malformed JSON, a missing field, a broken form) with
-  `{"error": ...}` and a 4xx status, and hands LitServe every other request as JSON, uploads included.
+- `RequestGate`, before POST /predict: LitServe's route takes JSON alone, and would answer a malformed body
+  with a 500 and cannot pass an uploaded file to its workers (LitServe#443). Here the body, JSON whatever the
+  content type says or a file upload, is checked by `PredictRequest` and handed on as its JSON, or answered
+  `{"error": ...}` with a 4xx status before it reaches a worker.
 - `SecurityHeaders`, on every answer: the page may run only its own scripts and styles, and talk only
   to this service, so that nothing a checkpoint or a request holds can run as script in a browser.
 - `ServiceLog`, on every request: one access-log line (method, path, status, milliseconds; never a
@@ -10,18 +12,17 @@
 """
 
 import base64
-import json
 import sys
 import time
 
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mnist_ann.serve.runs import MODEL
 
-MAX_BODY_BYTES = 10 * 1024 * 1024
 NO_IMAGE_FIELD = 'the JSON must be an object with "image": a base64 string of a picture file'
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
@@ -32,6 +33,31 @@ SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
 ]
+
+
+class PredictRequest(BaseModel):
+    """POST /predict's JSON (a file upload gives the same fields as form fields, `file` for the image)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    image: str = Field(description="base64 of a picture file (a data: URL's prefix and line breaks are taken)")
+    explain: StrictBool = Field(False, description="add the prepared input, each layer's outputs and attributions")
+    target: int | None = Field(None, ge=0, le=9, description="the class the attributions are toward")
+    model: str | None = Field(None, pattern=f"^{MODEL.pattern}$", description="a run's model: version_N[/best|live]")
+
+
+def one_message(errors: list[dict]) -> tuple[int, str]:
+    """A request's validation errors (Pydantic's) as the service's status and one message: the first error."""
+    error = errors[0]
+    where = ".".join(str(part) for part in error["loc"] if part != "body")
+    if error["type"] == "json_invalid":
+        return 400, f"malformed JSON: {' '.join(str(error.get('ctx', {}).get('error', error['msg'])).split())[:200]}"
+    if not where and error["type"] in ("missing", "dict_type", "model_type", "model_attributes_type"):
+        return 422, "send a JSON object"
+    if where == "image" and error["type"] in ("missing", "string_type"):
+        return 422, NO_IMAGE_FIELD
+    message = error["msg"].removeprefix("Value error, ")
+    return 422, f"{where}: {message}" if where else message
 
 
 class SecurityHeaders:
@@ -54,68 +80,45 @@ class SecurityHeaders:
 
 
 class RequestGate:
-    """ASGI middleware in front of POST /predict: answers malformed requests itself, hands LitServe JSON.
+    """ASGI middleware in front of POST /predict (see the module's docstring)."""
 
-    LitServe would answer a malformed JSON body with a 500, and cannot pass an uploaded file to its
-    workers (LitServe#443). Here every request becomes JSON `{"image": <base64>, ...}` (an upload is converted), or
-    gets its 4xx `{"error": ...}` before it reaches a worker.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != "/predict" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
+        body = await Request(scope, receive).body()  # (at most the body limit: mnist_ann.serve.guard.BodyLimit)
         try:
-            request = await self._checked(scope, await self._body(scope, receive))
+            request = await self._checked(scope, body)
         except RequestError as error:
             await JSONResponse({"error": error.message}, status_code=error.status)(scope, receive, send)
             return
         # What LitServe gets is always this JSON, whatever the content type said (a form, or none at all).
-        body = json.dumps(request).encode()
+        body = request.model_dump_json().encode()
         headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")]
         headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
 
         async def replay() -> dict:
             return {"type": "http.request", "body": body, "more_body": False}
 
-        await self.app({**scope, "headers": headers}, replay, send)
+        scope["headers"] = headers  # (in place: the router's record of the route answering stays visible to the log)
+        await self.app(scope, replay, send)
 
-    async def _body(self, scope: Scope, receive: Receive) -> bytes:
-        """The whole body; over the limit, the rest is read and dropped first, so that the client, still
-        sending, gets the 413 rather than a connection reset."""
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            size += len(message.get("body", b""))
-            if size <= self.max_bytes:
-                chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        if size > self.max_bytes:
-            raise RequestError(413, f"request body of {size:,} bytes, over the {self.max_bytes:,} accepted")
-        return b"".join(chunks)
-
-    async def _checked(self, scope: Scope, body: bytes) -> dict:
-        """Refuse what no worker could use; else the request as a worker takes it: `{"image": <base64>,
-        "explain": <bool>}`, from JSON whatever the content type, or from a file upload."""
+    async def _checked(self, scope: Scope, body: bytes) -> PredictRequest:
+        """The request as a worker takes it, from JSON whatever the content type, or from a file upload."""
         content_type = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
         if not body:
             raise RequestError(400, 'empty request: send JSON {"image": "<base64>"} or a file upload (field "file")')
-        if content_type.startswith("multipart/form-data"):
-            return await self._upload(scope, body)
         try:
-            request = json.loads(body, parse_constant=not_json)
-        except (ValueError, RecursionError, UnicodeDecodeError) as error:  # syntax, NaN, nesting, huge integers
-            raise RequestError(400, f"malformed JSON: {' '.join(str(error).split())[:200]}") from None
-        if not isinstance(request, dict) or not isinstance(request.get("image"), str):
-            raise RequestError(422, NO_IMAGE_FIELD)
-        explain = request.get("explain", False)
-        if not isinstance(explain, bool):
-            raise RequestError(422, f'"explain" must be true or false, not {json.dumps(explain)[:40]}')
-        return {"image": bare_base64(request["image"]), "explain": explain, **choices(request)}
+            if content_type.startswith("multipart/form-data"):
+                request = PredictRequest.model_validate(await self._upload(scope, body), strict=False)
+            else:
+                request = PredictRequest.model_validate_json(body, strict=True)
+        except ValidationError as error:
+            raise RequestError(*one_message(error.errors(include_url=False))) from None
+        return request.model_copy(update={"image": bare_base64(request.image)})
 
     async def _upload(self, scope: Scope, body: bytes) -> dict:
         async def replay() -> dict:
@@ -128,30 +131,8 @@ class RequestGate:
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise RequestError(422, 'the form has no file field "file"')
-        data = await upload.read()
-        explain = str(form.get("explain", "")).lower() in ("1", "true", "yes")
-        target = form.get("target")
-        fields = {"model": form.get("model"), "target": int(target) if str(target).isdigit() else target}
-        return {"image": base64.b64encode(data).decode(), "explain": explain, **choices(fields)}
-
-
-def choices(request: dict) -> dict:
-    """The request's optional choices, checked: `model`, a run's model (`mnist_ann.serve.runs`), and `target`,
-    the class an explanation is toward."""
-    chosen = {"model": request.get("model"), "target": request.get("target")}
-    if chosen["model"] is not None and not (isinstance(chosen["model"], str) and MODEL.fullmatch(chosen["model"])):
-        raise RequestError(
-            422,
-            f'"model" must name a run\'s model (version_N, version_N/live, ...), not '
-            f"{json.dumps(chosen['model'])[:40]}",
-        )
-    if chosen["target"] is not None and not (type(chosen["target"]) is int and 0 <= chosen["target"] <= 9):
-        raise RequestError(422, f'"target" must be a class from 0 to 9, not {json.dumps(chosen["target"])[:40]}')
-    return chosen
-
-
-def not_json(constant: str):
-    raise ValueError(f"{constant} is not JSON")
+        fields = {name: value for name, value in form.items() if name in PredictRequest.model_fields}
+        return {**fields, "image": base64.b64encode(await upload.read()).decode()}
 
 
 def bare_base64(text: str) -> str:
@@ -166,27 +147,6 @@ class RequestError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status, self.message = status, message
-
-
-# Paths the metrics name; any other path is counted as "other", so that no request can grow the label set.
-KNOWN_PATHS = (
-    "/",
-    "/predict",
-    "/health",
-    "/info",
-    "/metrics",
-    "/openapi.json",
-    "/lab",
-    "/lab/fit",
-    "/lab/resume",
-    "/lab/test",
-    "/lab/stop",
-    "/lab/runs",
-    "/lab/teach",
-    "/collect",
-    "/collect/measure",
-    "/lab/events",
-)
 
 
 class ServiceMetrics:
@@ -207,10 +167,13 @@ class ServiceMetrics:
 
 
 class ServiceLog:
-    """ASGI middleware on every HTTP request: access log, metrics, and which model answered."""
+    """ASGI middleware on every HTTP request: access log, metrics, and which model answered. `routes`: the app's,
+    whose paths name the requests in the metrics (any other path is "other": no request can grow the labels)."""
 
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, model: str, access_log: bool = True) -> None:
-        self.app, self.metrics, self.access_log = app, metrics, access_log
+    def __init__(
+        self, app: ASGIApp, metrics: ServiceMetrics, model: str, routes: list, access_log: bool = True
+    ) -> None:
+        self.app, self.metrics, self.access_log, self.routes = app, metrics, access_log, routes
         self.model = model.encode("latin-1", "replace")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -230,7 +193,7 @@ class ServiceLog:
             await self.app(scope, receive, observed)
         finally:
             seconds = time.perf_counter() - start
-            path = scope["path"] if scope["path"] in KNOWN_PATHS or scope["path"].startswith("/web/") else "other"
+            path = self.label(scope)
             self.metrics.requests.labels(scope["method"], path, str(status)).inc()
             self.metrics.latency.labels(path).observe(seconds)
             if self.access_log:
@@ -241,3 +204,9 @@ class ServiceLog:
                     file=sys.stderr,
                     flush=True,
                 )
+
+    def label(self, scope: Scope) -> str:
+        """The path of the route that answered (a mount's prefix), or of the route a refusal in front of it spared."""
+        if route := getattr(scope.get("route"), "path", None):
+            return route
+        return scope["path"] if scope["path"] in {getattr(route, "path", None) for route in self.routes} else "other"

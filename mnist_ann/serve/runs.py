@@ -21,7 +21,7 @@ from mnist_ann.model import MNISTClassifier
 RUN = re.compile(r"version_\d{1,9}")
 MODEL = re.compile(rf"(?P<run>{RUN.pattern})(?:/(?P<file>best|last|live))?")
 FILES = {"best": "checkpoints/best.ckpt", "last": "checkpoints/last.ckpt", "live": WEIGHTS}
-SCORES = ("val/acc", "test/acc")
+SCORES = ("val/acc", "test/acc")  # and the test on the drawings: `drawings_tag`
 CACHED_MODELS = 4
 
 
@@ -77,13 +77,19 @@ def describe(path: Path, run: Path, saved: dict, model: MNISTClassifier) -> dict
     }
 
 
-def list_runs(root: Path) -> list[dict]:
+def drawings_tag(collection: Path) -> str:
+    """The tag of a test on the drawings in `collection` (`--data.dataset my_digits` logs `test_my_digits/acc`)."""
+    return f"test_{collection.name}/acc"
+
+
+def list_runs(root: Path, drawings: str | None = None) -> list[dict]:
     """Every run under `root`, newest first: its settings (from its config.yaml), its models, and its best
-    validation and latest test accuracy (from its TensorBoard events)."""
+    validation and latest test accuracy (from its TensorBoard events), and on the drawings (tag `drawings`)."""
     runs = []
     folders = [folder for folder in root.glob("version_*") if RUN.fullmatch(folder.name) and folder.is_dir()]
+    tags = (*SCORES, drawings) if drawings else SCORES
     for folder in sorted(folders, key=lambda folder: int(folder.name.split("_")[1]), reverse=True):
-        scores = logged(folder, SCORES)
+        scores = logged(folder, tags)
         runs.append(
             {
                 "run": folder.name,
@@ -91,6 +97,7 @@ def list_runs(root: Path) -> list[dict]:
                 "models": [name for name, file in FILES.items() if (folder / file).is_file()],
                 "val_acc": max(scores["val/acc"], default=None),
                 "test_acc": scores["test/acc"][-1] if scores["test/acc"] else None,
+                "drawings_acc": scores[drawings][-1] if drawings and scores[drawings] else None,
                 "live": (folder / EVENTS).is_file(),
             }
         )
@@ -106,8 +113,12 @@ def settings(config: Path) -> dict:
     except (OSError, yaml.YAMLError, KeyError, TypeError):
         return {}
     scheduler = model.get("scheduler")
+    taught = [Path(str(model["weights_from"])).parent.parent.name] if model.get("weights_from") else []
+    taught += [Path(str(data["extra_data"])).name] if data.get("extra_data") else []
     return {
         "hidden_sizes": model.get("hidden_sizes"),
+        "outputs": 10 if model.get("task", "multiclass") == "multiclass" else 1,
+        "taught_from": " + ".join(taught) or None,  # a run fine-tuned from another's weights, on drawings
         "optimizer": str(optimizer.get("class_path", "")).rsplit(".", 1)[-1],
         "lr": optimizer.get("init_args", {}).get("lr"),
         "schedule": str(scheduler["class_path"]).rsplit(".", 1)[-1] if isinstance(scheduler, dict) else None,

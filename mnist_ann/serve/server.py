@@ -9,17 +9,23 @@
     GET  /health    LitServe's health check: "ok" once a worker is ready
 
 Pictures go through the very preparation `predict` gives files (`mnist_ann.images`). Requests pass
-two places, each answering what it can with `{"error": ...}` and a 4xx status: `mnist_ann.serve.middleware`, in
-the HTTP process, for the HTTP-level mistakes (size, syntax, missing field), and `DigitAPI` in the
-inference workers for the image itself. A worker never raises for a bad request: LitServe would
-fail every request batched with it.
+two places, each answering what it can with `{"error": ...}` and a 4xx status: the guards and middlewares
+(`mnist_ann.serve.app`), in the HTTP process, for the HTTP-level mistakes (host, size, syntax, fields), and
+`DigitAPI` in the inference workers for the image itself. A worker never raises for a bad request: LitServe
+would fail every request batched with it.
+
+Every process the service starts ends with its main process, however that ends (`die_with_parent`; the lab's
+job through its lifeline, `mnist_ann.serve.jobs`).
 """
 
 import base64
 import binascii
+import ctypes
 import os
+import secrets
 import signal
 import socket
+import sys
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -35,6 +41,7 @@ from mnist_ann.collect import Collection
 from mnist_ann.data import normalize
 from mnist_ann.errors import UserError
 from mnist_ann.explain import class_attributions
+from mnist_ann.idx import resolve_data_dir
 from mnist_ann.images import (
     BlankImage,
     DamagedImage,
@@ -46,17 +53,11 @@ from mnist_ann.images import (
     prepare,
 )
 from mnist_ann.model import MNISTClassifier
-from mnist_ann.serve.app import complete
-from mnist_ann.serve.handwriting import add_handwriting
-from mnist_ann.serve.lab import RUNS, Lab, stop_job_left_running
-from mnist_ann.serve.middleware import (
-    MAX_BODY_BYTES,
-    NO_IMAGE_FIELD,
-    RequestGate,
-    SecurityHeaders,
-    ServiceLog,
-    ServiceMetrics,
-)
+from mnist_ann.serve.app import Service, complete
+from mnist_ann.serve.guard import OwnPage, host_names
+from mnist_ann.serve.jobs import Lab, wait_for_job
+from mnist_ann.serve.lab import RUNS
+from mnist_ann.serve.middleware import NO_IMAGE_FIELD, ServiceMetrics
 from mnist_ann.serve.runs import RunModels
 
 Port = restricted_number_type("Port", int, [(">=", 1024), ("<=", 65535)])
@@ -90,6 +91,7 @@ class DigitAPI(ls.LitAPI):
     def __init__(self, checkpoint: str, runs: str, max_batch_size: int = 1, batch_timeout: float = 0.0) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout)
         self.checkpoint, self.runs = checkpoint, runs
+        self.service = os.getpid()  # the service's main process, which starts the workers
 
     def setup(self, device: str) -> None:
         # One image's forward pass is too small for torch's thread pool, whose second thread competes with
@@ -98,6 +100,7 @@ class DigitAPI(ls.LitAPI):
         torch.set_num_threads(1)
         # Ctrl-C reaches every process of the terminal's group: the main process stops this one in order.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        die_with_parent(self.service)
         self.device = device
         self.models = RunModels(Path(self.runs), device)
         # The served model, held here: the runs' models come and go from the cache, this one stays.
@@ -186,6 +189,7 @@ def serve(
     fast_queue: bool = True,
     access_log: bool = True,
     allow_remote_training: bool = False,
+    training_key: str | None = None,
     collect_dir: str = "my_digits",
 ) -> None:
     """Serve a checkpoint over HTTP until Ctrl-C or SIGTERM.
@@ -200,8 +204,11 @@ def serve(
         batch_timeout: seconds a worker waits to fill a batch.
         fast_queue: pass requests to the workers over ZeroMQ rather than multiprocessing queues.
         access_log: one line on stderr per request: client, method, path, status, milliseconds.
-        allow_remote_training: let the page's lab train when the service listens beyond 127.0.0.1: any client
-            that reaches it can then use this machine's cores for hours (on 127.0.0.1 the lab always trains).
+        allow_remote_training: let the page's lab train, and keep drawings, when the service listens beyond
+            127.0.0.1: any client that reaches it and has the training key can then use this machine's cores
+            for hours (on 127.0.0.1 the lab always trains).
+        training_key: the key that training and saving from beyond this machine need (`Authorization: Bearer
+            KEY`, or the page opened with #key=KEY); unset, a new one is printed at start.
         collect_dir: the folder the page keeps your labelled drawings in (`mnist_ann.collect`); created
             with the first one.
     """
@@ -213,8 +220,61 @@ def serve(
     # Built once here too, so that a checkpoint the model cannot take fails with its message, not in a worker.
     model = MNISTClassifier.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
     check_port(host, port)
+    local = host == "127.0.0.1"
+    if not local and allow_remote_training and training_key is None:
+        training_key = secrets.token_urlsafe(16)
+    server = service(
+        checkpoint,
+        saved,
+        model,
+        host=host,
+        port=port,
+        workers=workers,
+        max_batch_size=max_batch_size,
+        batch_timeout=batch_timeout,
+        fast_queue=fast_queue,
+        access_log=access_log,
+        training_allowed=local or allow_remote_training,
+        training_key=training_key,
+        collect_dir=collect_dir,
+    )
+    # Open connections get this long to finish when the server stops (LitServe's default, 30 s, made a stop
+    # under load take that long); a prediction takes milliseconds.
+    server.uvicorn_graceful_timeout = STOP_SECONDS
+    server.monitor_internal = 0.5  # seconds between LitServe's checks that its workers live (2 by default)
 
-    metrics = ServiceMetrics()
+    address = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    print(f"serving {checkpoint} with {workers} worker(s): the page {address}/, the API POST {address}/predict")
+    if training_key is not None:
+        print(f"training and saving from the page need its key: open {address}/#key={training_key}")
+    stop_on_signals()
+    die_with_this_process()
+    try:
+        # One HTTP process whatever the workers (LitServe starts one per worker by default): the lab's job, the
+        # collection's writes and the metrics then live in one process, and one job runs at a time.
+        server.run(host=host, port=port, num_api_servers=1, generate_client_file=False, log_level="warning")
+    except RuntimeError as error:  # LitServe: "One or more workers failed to start"
+        raise UserError(f"the server did not start: {error}") from None
+    finally:
+        wait_for_job(RUNS)
+
+
+def service(
+    checkpoint: Path,
+    saved: dict,
+    model: MNISTClassifier,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    workers: int = 1,
+    max_batch_size: int = 1,
+    batch_timeout: float = 0.0,
+    fast_queue: bool = True,
+    access_log: bool = True,
+    training_allowed: bool = True,
+    training_key: str | None = None,
+    collect_dir: str = "my_digits",
+) -> ls.LitServer:
+    """The LitServer of `serve`, its app complete (`mnist_ann.serve.app`), not yet started."""
     api = DigitAPI(str(checkpoint), str(RUNS), max_batch_size=max_batch_size, batch_timeout=batch_timeout)
     server = ls.LitServer(
         api,
@@ -223,30 +283,23 @@ def serve(
         fast_queue=fast_queue,
         model_metadata=model_metadata(checkpoint, saved, model),
         restart_workers=True,  # a worker that dies is started again; /health is not "ok" until it is ready
-        # Starlette runs the last one added first: the log sees every answer, the gate's refusals included.
-        middlewares=[
-            (RequestGate, {"max_bytes": MAX_BODY_BYTES}),
-            SecurityHeaders,
-            (ServiceLog, {"metrics": metrics, "model": str(checkpoint), "access_log": access_log}),
-        ],
     )
-    lab = Lab(RUNS, allowed=host == "127.0.0.1" or allow_remote_training)
-    complete(server.app, metrics, lab)
-    add_handwriting(server.app, lab, Collection(collect_dir), checkpoint)
-    # Open connections get this long to finish when the server stops (LitServe's default, 30 s, made a stop
-    # under load take that long); a prediction takes milliseconds.
-    server.uvicorn_graceful_timeout = STOP_SECONDS
-    server.monitor_internal = 0.5  # seconds between LitServe's checks that its workers live (2 by default)
-
-    address = f"http://{'127.0.0.1' if host == '127.0.0.1' else host}:{port}"
-    print(f"serving {checkpoint} with {workers} worker(s): the page {address}/, the API POST {address}/predict")
-    stop_on_signals()
-    try:
-        server.run(host=host, port=port, generate_client_file=False, log_level="warning")
-    except RuntimeError as error:  # LitServe: "One or more workers failed to start"
-        raise UserError(f"the server did not start: {error}") from None
-    finally:
-        stop_job_left_running()
+    models = RunModels(RUNS, "cpu")
+    parts = Service(
+        lab=Lab(RUNS),
+        collection=Collection(collect_dir),
+        models=models,
+        served=models.load(checkpoint),  # held here: the runs' models come and go from the cache
+        metrics=ServiceMetrics(),
+        data_dir=resolve_data_dir(None),
+        own_page=OwnPage(allowed=training_allowed, key=training_key),
+        host_names=host_names(host),
+        port=port,
+        model_name=str(checkpoint),
+        access_log=access_log,
+    )
+    complete(server.app, parts)
+    return server
 
 
 def check_port(host: str, port: int) -> None:
@@ -292,3 +345,28 @@ def stop_on_signals() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+
+
+_forking = 0  # the pid of the process that forks, recorded before each fork
+
+
+def die_with_this_process() -> None:
+    """Every process this one forks from here on (LitServe's HTTP process and manager) is killed when this one
+    ends, however it ends: a `kill -9` of the service would otherwise leave them holding its port."""
+
+    def before() -> None:
+        global _forking
+        _forking = os.getpid()
+
+    os.register_at_fork(before=before, after_in_child=lambda: die_with_parent(_forking))
+
+
+def die_with_parent(parent: int) -> None:
+    """This process gets SIGKILL when `parent` ends (Linux's PR_SET_PDEATHSIG; elsewhere nothing happens); if it
+    has ended already, this process ends now."""
+    if not sys.platform.startswith("linux"):
+        return
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)

@@ -55,8 +55,11 @@ def get(url: str) -> bytes:
         return response.read()
 
 
-def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
+def post(
+    url: str, body: bytes, content_type: str = "application/json", headers: dict | None = None
+) -> tuple[int, dict]:
+    headers = {"Content-Type": content_type, **(headers or {})}
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
