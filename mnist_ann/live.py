@@ -68,7 +68,7 @@ class LiveReport(Callback):
             event="start",
             step=trainer.global_step,
             epoch=trainer.current_epoch,
-            max_steps=trainer.estimated_stepping_batches + trainer.global_step,
+            max_steps=trainer.estimated_stepping_batches,  # the whole run's, a resumed one's too: its axis goes on
             max_epochs=trainer.max_epochs,
             hidden_sizes=list(pl_module.hparams.hidden_sizes),
         )

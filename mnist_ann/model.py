@@ -101,6 +101,7 @@ class MNISTClassifier(LeanLightningModule):
             {stage: MetricCollection({"acc": accuracy(self.task), **self.task.metrics()}) for stage in ("val", "test")}
         )
         self.val_accuracy_best = MaxMetric()
+        self.test_name = "test"  # what test results are logged as (`on_test_start`)
 
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images)
@@ -131,12 +132,13 @@ class MNISTClassifier(LeanLightningModule):
         images, labels = batch
         outputs = self(images)
         loss = self.task.loss(outputs, self.task.targets(labels))
-        self.log(f"{stage}/loss", loss, batch_size=len(labels), prog_bar=True, sync_dist=True)
+        name = self.test_name if stage == "test" else stage
+        self.log(f"{name}/loss", loss, batch_size=len(labels), prog_bar=True, sync_dist=True)
         metrics = self.metrics[stage]
         predictions, targets = self.task.classes(outputs), self.task.class_targets(labels)
         metrics["acc"].update(predictions, targets)
         self.task.update_metrics({name: metric for name, metric in metrics.items() if name != "acc"}, outputs, labels)
-        self.log_dict({f"{stage}/{name}": metric for name, metric in metrics.items()}, prog_bar=stage == "val")
+        self.log_dict({f"{name}/{metric}": value for metric, value in metrics.items()}, prog_bar=stage == "val")
         # For callbacks (confusion matrices, misclassified digits): predicted and true class ids.
         return {"predictions": predictions, "targets": targets}
 
@@ -146,6 +148,10 @@ class MNISTClassifier(LeanLightningModule):
     def on_validation_epoch_end(self) -> None:
         self.val_accuracy_best(self.metrics["val"]["acc"].compute())
         self.log_same_everywhere("val/acc_best", self.val_accuracy_best.compute())
+
+    def on_test_start(self) -> None:
+        # Scores on a data set of your own (your drawings) are logged under its name: never as the test images'.
+        self.test_name = getattr(self.trainer.datamodule, "test_name", "test")
 
     def test_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
         return self._evaluate(batch, "test")

@@ -244,13 +244,14 @@ class TensorBoardMonitor(Callback):
             self._log_confusion_matrix(trainer, "val/confusion_matrix")
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        matrix = self._log_confusion_matrix(trainer, "test/confusion_matrix")
+        test = getattr(pl_module, "test_name", "test")
+        matrix = self._log_confusion_matrix(trainer, f"{test}/confusion_matrix")
         if writer := tensorboard_writer(trainer):
-            writer.add_figure("test/acc_per_class", accuracy_bars(matrix, self.class_names), logged_step(trainer))
+            writer.add_figure(f"{test}/acc_per_class", accuracy_bars(matrix, self.class_names), logged_step(trainer))
         if writer and self.misclassified:
             images, true, predicted = (torch.cat(parts) for parts in zip(*self.misclassified, strict=True))
             figure = labelled_grid(images, true, predicted, self.class_names)
-            writer.add_figure("test/misclassified", figure, logged_step(trainer))
+            writer.add_figure(f"{test}/misclassified", figure, logged_step(trainer))
             self._log_attributions(trainer, pl_module, images[:4], true[:4], predicted[:4])
         self.misclassified.clear()
         if self.test_images:
@@ -283,7 +284,7 @@ class TensorBoardMonitor(Callback):
             toward_true = class_attributions(pl_module, on_device, true.to(pl_module.device)).cpu()
             toward_predicted = class_attributions(pl_module, on_device, predicted.to(pl_module.device)).cpu()
             figure = attribution_grid(images, true, predicted, toward_true, toward_predicted, self.class_names)
-            writer.add_figure("test/attributions", figure, logged_step(trainer))
+            writer.add_figure(f"{getattr(pl_module, 'test_name', 'test')}/attributions", figure, logged_step(trainer))
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         test_images = getattr(trainer.datamodule, "test_dataloader", None)

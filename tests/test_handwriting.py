@@ -2,14 +2,62 @@
 kept with their labels, a model measured on them, then taught them; and the command line's `test` of the
 held-out drawings agreeing with the page."""
 
+import base64
 import json
 import random
+from io import BytesIO
 
+import numpy as np
 import pytest
+from PIL import Image
 
+from mnist_ann.serve.runs import drawings_tag, list_runs
 from tests.helpers.browser import SCREENSHOT_DIR, STROKES, Page
 from tests.helpers.commands import run_cli, table_values
 from tests.helpers.service import start_server, stop_server
+
+# Digits whose strokes come in parts, or whose partial states look like another digit: a 4 of two strokes, a 9
+# whose loop alone is a 0, a 7 whose bar alone is a 1, a 2 whose first arc is a 7's.
+QUICK = ["4", "9", "1", "0", "7", "2", "4", "9"]
+KEEP_AT_ONCE = """const pad = document.getElementById("pad"), shown = pad.toDataURL();
+[...document.querySelectorAll("#true-digit button")].find((button) => button.textContent === arguments[0]).click();
+return shown;"""
+
+
+def pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(BytesIO(png)).convert("RGBA"))
+
+
+@pytest.mark.slow
+def test_drawings_kept_quickly_while_the_service_is_slow_are_exactly_what_was_drawn(
+    trained_checkpoint, browser, tmp_path
+):
+    """Each digit is kept the moment its last stroke ends, while the answers take half a second to come back."""
+    process, base = start_server(trained_checkpoint, cwd=tmp_path)
+    try:
+        browser.set_window_size(1280, 1000)
+        page = Page(browser, f"{base}/")
+        browser.set_network_conditions(latency=500, download_throughput=10**6, upload_throughput=10**6)
+        shown = []
+        for digit in QUICK:
+            page.draw(STROKES[digit])
+            shown.append(page.driver.execute_script(KEEP_AT_ONCE, digit))
+        page.wait_for(lambda: page.find_body().get_attribute("data-saved") == str(len(QUICK)), timeout=60)
+
+        # An answer that arrives after Clear changes nothing: the pad stays empty, no answer is shown.
+        page.draw(STROKES["8"])
+        page.find("clear").click()
+        page.wait_for(lambda: page.find_body().get_attribute("data-busy") == "no", timeout=30)
+        assert page.find("answer").text == "?" and page.find("label-it").get_attribute("hidden")
+        blank = "return document.getElementById('pad').getContext('2d').getImageData(0, 0, 280, 280).data"
+        assert page.driver.execute_script(f"{blank}.every((value) => value === 255)")
+        browser.delete_network_conditions()
+    finally:
+        stop_server(process)
+    kept = sorted((tmp_path / "my_digits" / "drawings").iterdir())
+    assert [path.name.split("-")[1][0] for path in kept] == QUICK  # each with the digit drawn
+    for path, at_click in zip(kept, shown, strict=True):  # and exactly the pad at the click
+        assert np.array_equal(pixels(path.read_bytes()), pixels(base64.b64decode(at_click.split(",")[1]))), path.name
 
 
 def my_style(strokes: list[list[tuple[float, float]]], rng: random.Random) -> list[list[tuple[float, float]]]:
@@ -46,10 +94,12 @@ def test_collect_30_drawings_measure_and_teach_them_on_the_page(synthetic_data_d
             page.settled(number)
             page.driver.find_element(page.by.XPATH, f"//div[@id='true-digit']/button[text()='{digit}']").click()
             page.wait_for(lambda number=number: page.find_body().get_attribute("data-saved") == str(number))
-        assert (
-            "30 drawings in my_digits/ (10 held out), by digit 3 3 3 3 3 3 3 3 3 3."
-            in page.find("collection-about").text
+        assert page.find("collection-about").text == (
+            "30 drawings kept in my_digits/: 20 to teach with, 10 held out to measure on (every third). "
+            "By digit: 0 (3), 1 (3), 2 (3), 3 (3), 4 (3), 5 (3), 6 (3), 7 (3), 8 (3), 9 (3)."
         )
+        thumbnails = page.driver.find_elements(page.by.CSS_SELECTOR, "#kept figure")
+        assert [figure.text.split("\n")[0] for figure in thumbnails[:3]] == ["9 held out", "8", "7"]  # newest first
 
         page.find("teach-epochs").clear()
         page.find("teach-epochs").send_keys("3")
@@ -84,5 +134,14 @@ def test_collect_30_drawings_measure_and_teach_them_on_the_page(synthetic_data_d
     tested = run_cli(
         "test", "--config", str(config), "--ckpt_path", str(best), "--data.dataset=my_digits", cwd=tmp_path, env=env
     )
-    printed = table_values(tested.stdout + tested.stderr, "test/acc")[0]
+    printed = table_values(tested.stdout + tested.stderr, "test_my_digits/acc")[0]
     assert printed == pytest.approx(after["held_out"]["accuracy"], abs=1e-6)
+    # Recorded as the drawings' score, beside the run's score on the MNIST test images, never in its place.
+    run_cli("test", "--config", str(config), "--ckpt_path", str(best), cwd=tmp_path, env=env)
+    mnist = list_runs(tmp_path / "lightning_logs", drawings_tag(tmp_path / "my_digits"))[0]
+    run_cli(
+        "test", "--config", str(config), "--ckpt_path", str(best), "--data.dataset=my_digits", cwd=tmp_path, env=env
+    )
+    both = list_runs(tmp_path / "lightning_logs", drawings_tag(tmp_path / "my_digits"))[0]
+    assert both["test_acc"] == mnist["test_acc"] and both["drawings_acc"] == pytest.approx(printed)
+    assert both["settings"]["taught_from"] == "version_0 + my_digits"

@@ -8,7 +8,6 @@ import base64
 import json
 import shutil
 import signal
-import time
 import urllib.request
 from io import BytesIO
 from pathlib import Path
@@ -18,16 +17,20 @@ import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
+from pydantic import ValidationError
 
 from mnist_ann.data import MNISTDataModule
 from mnist_ann.idx import load_split
 from mnist_ann.live import EVENTS, WEIGHTS, LiveReport
 from mnist_ann.model import MNISTClassifier
-from mnist_ann.serve.lab import LIMITS, Refused, fit_arguments
+from mnist_ann.serve.jobs import Lab
+from mnist_ann.serve.lab import LIMITS, FitSettings
+from mnist_ann.serve.middleware import one_message
 from mnist_ann.serve.runs import CACHED_MODELS, RunModels, list_runs
 from tests.helpers.browser import SCREENSHOT_DIR, STROKES, Page
 from tests.helpers.commands import run_cli
 from tests.helpers.service import get, post, start_server, stop_server, wait_until_group_gone
+from tests.helpers.wait import wait_for
 
 
 def live_events(run: Path) -> list[dict]:
@@ -116,46 +119,71 @@ def trained_run(synthetic_data_dir, tmp_path_factory) -> Path:
 @pytest.mark.parametrize(
     ("settings", "error"),
     [
-        ({"hidden": [10]}, "hidden: not a setting"),
-        ({"hidden_sizes": [64] * (LIMITS["layers"] + 1)}, f"at most {LIMITS['layers']} layers"),
-        ({"hidden_sizes": [LIMITS["width"] + 1]}, f"each 1-{LIMITS['width']} units wide"),
-        ({"hidden_sizes": [0]}, "units wide"),
-        ({"hidden_sizes": "128"}, "a list of whole numbers"),
-        ({"hidden_sizes": [2048, 2048]}, "parameters, over the"),
-        ({"epochs": LIMITS["epochs"] + 1}, "epochs: a whole number from 1"),
-        ({"epochs": 2.5}, "epochs: a whole number"),
-        ({"lr": 0}, "lr: a number above 0"),
-        ({"lr": "0.1"}, "lr: a number"),
-        ({"batch_size": 0}, "batch_size: a whole number"),
-        ({"optimizer": "LBFGS"}, "optimizer: one of SGD, Adam, AdamW"),
-        ({"dataset": "cifar"}, "dataset: one of mnist"),
-        ({"dropout": 1}, "dropout: a number from 0 to 0.9"),
-        ({"weight_averaging": "yes"}, "weight_averaging: true or false"),
+        ({"hidden": [10]}, "hidden: Extra inputs are not permitted"),
+        (
+            {"hidden_sizes": [64] * (LIMITS["layers"] + 1)},
+            f"hidden_sizes: List should have at most {LIMITS['layers']} items after validation, not 5",
+        ),
+        (
+            {"hidden_sizes": [LIMITS["width"] + 1]},
+            f"hidden_sizes.0: Input should be less than or equal to {LIMITS['width']}",
+        ),
+        ({"hidden_sizes": [0]}, "hidden_sizes.0: Input should be greater than or equal to 1"),
+        ({"hidden_sizes": "128"}, "hidden_sizes: Input should be a valid list"),
+        ({"hidden_sizes": [2048, 2048]}, "hidden_sizes: 5,824,522 parameters, over the 3,000,000 allowed here"),
+        ({"epochs": LIMITS["epochs"] + 1}, "epochs: Input should be less than or equal to 100"),
+        ({"epochs": 2.5}, "epochs: Input should be a valid integer"),
+        ({"lr": 0}, "lr: Input should be greater than 0"),
+        ({"lr": "0.1"}, "lr: Input should be a valid number"),
+        ({"lr": float("nan")}, "lr: Input should be a finite number"),
+        ({"batch_size": 0}, "batch_size: Input should be greater than or equal to 1"),
+        ({"optimizer": "LBFGS"}, "optimizer: Input should be 'SGD', 'Adam' or 'AdamW'"),
+        ({"optimizer": {"class_path": "x"}}, "optimizer: Input should be 'SGD', 'Adam' or 'AdamW'"),
+        ({"schedule": ["one-cycle"]}, "schedule: Input should be 'constant', 'one-cycle' or 'cosine'"),
+        ({"dataset": "cifar"}, "dataset: Input should be 'mnist' or 'fashion-mnist'"),
+        ({"dropout": 1}, "dropout: Input should be less than or equal to 0.9"),
+        ({"weight_averaging": "yes"}, "weight_averaging: Input should be a valid boolean"),
     ],
 )
 def test_settings_over_a_limit_or_unknown_are_refused_with_one_message(settings, error):
-    with pytest.raises(Refused, match=error) as refused:
-        fit_arguments(settings, ["mnist"])
-    assert refused.value.status == 422
+    with pytest.raises(ValidationError) as refused:
+        FitSettings.model_validate(settings)
+    assert one_message(refused.value.errors()) == (422, error)
 
 
 def test_the_page_settings_become_the_command_line_a_user_would_type():
-    arguments = fit_arguments(
-        {
-            "hidden_sizes": [256, 128, 64],
-            "optimizer": "Adam",
-            "lr": 0.001,
-            "schedule": "one-cycle",
-            "augmentation": "affine",
-            "weight_averaging": True,
-        },
-        ["mnist"],
-    )
+    arguments = FitSettings(
+        hidden_sizes=[256, 128, 64],
+        optimizer="Adam",
+        lr=0.001,
+        schedule="one-cycle",
+        augmentation="affine",
+        weight_averaging=True,
+    ).command_line()
     assert "--model.hidden_sizes=[256,128,64]" in arguments and "--model.optimizer=torch.optim.Adam" in arguments
     assert "--model.scheduler=mnist_ann.schedules.OneCycle" in arguments
     assert "--data.augmentation.rotation=10" in arguments and "--trainer.callbacks+=EMAWeightAveraging" in arguments
     assert not any("momentum" in argument for argument in arguments)  # SGD's alone
     assert arguments[-1] == "--trainer.callbacks+=mnist_ann.live.LiveReport"
+
+
+@pytest.mark.slow
+def test_a_job_killed_or_stopped_at_once_says_what_happened_and_lists_nothing(
+    synthetic_data_dir, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MNIST_ANN_DATA_DIR", str(synthetic_data_dir))
+    lab = Lab(Path("lightning_logs"))
+    lab.start("fit", ["--trainer.max_epochs=1", "--data.val_size=200"])
+    lab.job.process.send_signal(signal.SIGKILL)
+    ended = wait_for(lambda: (job := lab.state())["state"] != "running" and job)
+    assert (ended["state"], ended["message"]) == ("failed", "killed by SIGKILL")
+    lab.start("fit", ["--trainer.max_epochs=1", "--data.val_size=200"])
+    lab.stop()  # at once: before its first step
+    ended = wait_for(lambda: (job := lab.state())["state"] not in ("running", "stopping") and job)
+    assert ended["state"] == "stopped" and ended["run"] is None
+    assert ended["message"] == "stopped before its first step: nothing was trained or kept"
+    assert list_runs(Path("lightning_logs")) == []
 
 
 # The service, as a user runs it: in a folder of its own, on the synthetic data.
@@ -167,15 +195,6 @@ def lab_server(folder: Path, checkpoint: Path, data_dir: Path, *args: str):
 
 def state(base: str) -> dict:
     return json.loads(get(f"{base}/lab"))["job"]
-
-
-def wait_for(condition, timeout: float = 120, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(every)
-    pytest.fail(f"waited {timeout} s in vain")
 
 
 def drawing(data_dir: Path, **fields) -> bytes:
@@ -204,6 +223,11 @@ def test_one_run_at_a_time_limits_and_stop_each_refusal_followed_by_a_good_reque
     try:
         for settings, status in [({"hidden_sizes": [4096]}, 422), ({"epochs": 1000}, 422), ({"wat": 1}, 422)]:
             assert post(f"{base}/lab/fit", as_body(settings))[0] == status
+        status, refused = post(f"{base}/lab/fit", as_body({"epochs": 100, "batch_size": 1, "val_size": 0}))
+        assert (status, refused["error"]) == (
+            422,
+            "epochs: 120,000 steps of batch 1, over the 100,000 allowed here: fewer epochs or a larger batch",
+        )
         assert post(f"{base}/lab/fit", b"{")[0] == 400
         assert post(f"{base}/lab/stop", b"{}") == (409, {"error": "nothing is training: there is nothing to stop"})
 
@@ -229,7 +253,8 @@ def test_one_run_at_a_time_limits_and_stop_each_refusal_followed_by_a_good_reque
         wait_for(lambda: state(base)["state"] == "finished")
         [listed] = json.loads(get(f"{base}/lab/runs"))
         assert listed["run"] == run.name and 0 <= listed["test_acc"] <= 1
-        assert post(f"{base}/lab/test", as_body({"run": "../x"}))[0] == 404
+        assert post(f"{base}/lab/test", as_body({"run": "../x"}))[0] == 422
+        assert post(f"{base}/lab/test", as_body({"run": "version_99"}))[0] == 404
 
         # Its models answer a drawing; the explanation is toward the class asked; the logits come with it.
         for model in (run.name, f"{run.name}/live", f"{run.name}/last"):
@@ -242,7 +267,8 @@ def test_one_run_at_a_time_limits_and_stop_each_refusal_followed_by_a_good_reque
         status, refused = post(f"{base}/lab/teach", as_body({"run": run.name}))
         assert status == 409 and "no drawings to teach with" in refused["error"]
         status, saved = post(f"{base}/collect", drawing(synthetic_data_dir, label=7))
-        assert status == 200 and saved["count"] == 1 and (tmp_path / "my_digits" / "digits" / "000001-7.png").is_file()
+        assert status == 200 and saved["collection"]["count"] == 1 and saved["kept"]["number"] == 1
+        assert (tmp_path / "my_digits" / "digits" / "000001-7.png").is_file()
         assert post(f"{base}/lab/teach", as_body({"run": run.name, "epochs": 0}))[0] == 422
         for model, status in [("version_9", 404), ("../../etc/passwd", 422), (7, 422)]:
             assert post(f"{base}/predict", drawing(synthetic_data_dir, model=model))[0] == status
@@ -270,11 +296,16 @@ def test_on_every_interface_the_lab_trains_only_when_told_to(trained_checkpoint,
         assert json.loads(get(f"{base}/lab/runs")) == []  # what is not training still answers
     finally:
         stop_server(process)
-    process, base = lab_server(
-        tmp_path, trained_checkpoint, synthetic_data_dir, "--host", "0.0.0.0", "--allow_remote_training", "true"
-    )
+    allowed = ("--host", "0.0.0.0", "--allow_remote_training", "true", "--training_key", "s3cret-key")
+    process, base = lab_server(tmp_path, trained_checkpoint, synthetic_data_dir, *allowed)
     try:
-        assert post(f"{base}/lab/fit", as_body({**LONG_RUN, "epochs": 1}))[0] == 200
+        for key in (None, "wrong", "s3cret-ke", "s3cret-key2"):
+            given = {"Authorization": f"Bearer {key}"} if key else {}
+            status, refused = post(f"{base}/lab/fit", as_body({**LONG_RUN, "epochs": 1}), headers=given)
+            assert status == 401 and "needs the key the service printed" in refused["error"]
+            assert post(f"{base}/collect", drawing(synthetic_data_dir, label=3), headers=given)[0] == 401
+        key = {"Authorization": "Bearer s3cret-key"}
+        assert post(f"{base}/lab/fit", as_body({**LONG_RUN, "epochs": 1}), headers=key)[0] == 200
         wait_for(lambda: state(base)["state"] == "finished")
     finally:
         stop_server(process)
@@ -368,6 +399,8 @@ def test_train_watch_stop_pick_and_compare_runs_on_the_page(trained_checkpoint, 
         page.set("epochs", 3)
         page.find("start").click()
         page.wait_for(lambda: page.lab_state() == "finished")
+        page.wait_for(lambda: "version_1 no longer trains: its best.ckpt answers now." in page.find("lab-message").text)
+        assert page.find("answer-with").get_attribute("value") == "version_1"  # not its live.pt any more
         page.wait_for(lambda: page.driver.find_elements(page.by.CSS_SELECTOR, '#runs tr[data-run="version_1"]'))
         first = page.driver.find_element(page.by.CSS_SELECTOR, '#runs tr[data-run="version_0"]')
         first.find_element(page.by.XPATH, ".//button[text()='Answer with']").click()  # (the new run answered live)
@@ -381,6 +414,31 @@ def test_train_watch_stop_pick_and_compare_runs_on_the_page(trained_checkpoint, 
         assert page.find("compare-name").text.startswith("version_1, best.ckpt")
         browser.execute_script("document.getElementById('compare').scrollIntoView()")
         browser.save_screenshot(str(SCREENSHOT_DIR / "mnist-ann-lab-compare.png"))
+
+        # Each bar is as long as its probability, measured in the browser.
+        widths = page.driver.execute_script(
+            """return [...document.querySelectorAll('#main-answer .bar:not(.head)')].map((bar) =>
+              [bar.querySelector('.fill').getBoundingClientRect().width / bar.querySelector('.track').clientWidth,
+               parseFloat(bar.querySelector('.value').textContent) / 100])"""
+        )
+        assert len(widths) == 10 and all(abs(width - share) < 0.01 for width, share in widths), widths
+        assert max(width for width, _ in widths) > 0.3
+
+        # A reload keeps the model the learner chose, not the run that trained last.
+        browser.refresh()
+        page = LabPage(browser, f"{base}/")
+        page.wait_for(lambda: page.find("answer-with").get_attribute("value") == "version_0")
+        page.draw(STROKES["7"])
+        page.settled(1)
+        assert page.find("model-about").text.startswith("version_0, best.ckpt")
+
+        # Resume goes on from a run's last.ckpt, in a new run that the drawing follows as it trains.
+        row = page.driver.find_element(page.by.CSS_SELECTOR, '#runs tr[data-run="version_0"]')
+        row.find_element(page.by.XPATH, ".//button[text()='Resume']").click()
+        page.wait_for(lambda: page.lab_state() == "running")
+        page.wait_for(lambda: page.find("answer-with").get_attribute("value") == "version_2/live")
+        page.find("stop").click()
+        page.wait_for(lambda: page.lab_state() == "stopped")
     finally:
         stop_server(process)
 
@@ -388,7 +446,7 @@ def test_train_watch_stop_pick_and_compare_runs_on_the_page(trained_checkpoint, 
     config = tmp_path / "lightning_logs" / "version_1" / "config.yaml"
     replay = run_cli("fit", "--config", str(config), cwd=tmp_path, env={"MNIST_ANN_DATA_DIR": str(synthetic_data_dir)})
     assert "Best val/acc" in replay.stderr + replay.stdout
-    assert (tmp_path / "lightning_logs" / "version_2" / "checkpoints" / "best.ckpt").is_file()
+    assert (tmp_path / "lightning_logs" / "version_3" / "checkpoints" / "best.ckpt").is_file()
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
 // Your own handwriting: keep a drawing with its label (the answer was right, or it was another digit), draw
 // each digit in turn, measure the answering model on the collection, and teach it (a fine-tuning run of the
 // lab) and compare before and after. Every text from the server is set with textContent.
-import { answerWith, clearPad, current } from "./page.js";
+import { answerWith, clearPad, current, restore, snapshot } from "./page.js";
 import { element } from "./answer.js";
 import { base64, call } from "./request.js";
 
@@ -24,30 +24,47 @@ for (let digit = 0; digit <= 9; digit++) {
   button.addEventListener("click", () => keep(digit));
   document.getElementById("true-digit").append(button);
 }
-right.addEventListener("click", () => keep(series ? series[0] : current().answer.class));
+right.addEventListener("click", () => {
+  const { answer } = current();  // (the button is off unless the answer shown is the pad's as it is)
+  if (series || answer) keep(series ? series[0] : answer.class);
+});
 
 document.addEventListener("answer", (event) => {
   const answer = event.detail;
-  labelIt.hidden = !answer || !current().blob;
   if (answer) answeredBy = answer.model.run;
-  if (answer) right.textContent = series ? `Save as ${series[0]}` : `Right: it is a ${answer.name}`;
+  if (answer || series) right.textContent = series ? `Save as ${series[0]}` : `Right: it is a ${answer.name}`;
+  right.disabled = !series && !answer;
+});
+// As the pad changes, the answer shown is of the drawing before: "Right" waits for the pad's own answer.
+document.addEventListener("pad", () => {
+  labelIt.hidden = !current().hasInk;
+  right.disabled = !series;
 });
 
+// The pad as it is at the click is kept, with the digit given, even while an answer is on its way; the pad is
+// cleared at once for the next drawing (and the drawing put back if it could not be kept).
 async function keep(label) {
-  const { blob } = current();
-  if (!blob) return;
+  if (!current().hasInk) return;
+  const taken = snapshot();
+  clearPad();
+  const cleared = current().version, inSeries = Boolean(series);
+  if (inSeries) {
+    series.shift();
+    nextInSeries();
+  }
+  const drawing = await taken;
   try {
-    const saved = await call("collect", { image: await base64(blob), label });
-    showCollection(saved);
-    say(`Kept drawing ${saved.number} as a ${label}${saved.held_out ? " (held out: measured on, never taught)" : ""}.`);
-    document.body.dataset.saved = saved.count;
-    if (series) {
-      series.shift();
-      nextInSeries();
-    }
-    clearPad();
+    const { kept, collection } = await call("collect", { image: await base64(drawing), label });
+    showCollection(collection);
+    say(`Kept drawing ${kept.number} as a ${label}${kept.held_out ? " (held out: measured on, never taught)" : ""}.`);
+    document.body.dataset.saved = collection.count;
   } catch (error) {
     say(String(error.message || error), false);
+    restore(drawing, cleared);
+    if (inSeries) {  // that digit is asked for again
+      series = [label, ...(series || [])];
+      nextInSeries();
+    }
   }
 }
 
@@ -59,6 +76,7 @@ function nextInSeries() {
     return;
   }
   const done = SERIES_ROUNDS * 10 - series.length;
+  right.textContent = `Save as ${series[0]}`;
   prompt.hidden = false;
   prompt.textContent = `Draw a ${series[0]} (${done + 1} of ${SERIES_ROUNDS * 10}), then save it.`;
 }
@@ -68,11 +86,38 @@ document.getElementById("series").addEventListener("click", () => {
   nextInSeries();
 });
 
+// The collection in words, and each drawing as the network sees it (28x28), newest first, each removable.
 function showCollection(collection) {
   const problems = collection.problems.length ? ` Not read: ${collection.problems.join("; ")}` : "";
-  document.getElementById("collection-about").textContent =
-    `${collection.count} drawings in ${collection.folder}/ (${collection.held_out} held out), `
-    + `by digit ${collection.by_label.join(" ")}.${problems}`;
+  const digits = collection.by_label.map((count, digit) => (count ? `${digit} (${count})` : "")).filter(Boolean);
+  document.getElementById("collection-about").textContent = collection.count
+    ? `${collection.count} drawing${collection.count === 1 ? "" : "s"} kept in ${collection.folder}/: `
+      + `${collection.count - collection.held_out} to teach with, ${collection.held_out} held out to measure on `
+      + `(every third). By digit: ${digits.join(", ")}.${problems}`
+    : `No drawings kept yet: draw a digit, then keep it with its label. They go to ${collection.folder}/.${problems}`;
+  document.getElementById("kept").replaceChildren(...collection.drawings.map(keptDrawing));
+}
+
+function keptDrawing(drawing) {
+  const figure = element("figure", drawing.held_out ? "held-out" : "");
+  const picture = element("img");
+  Object.assign(picture, { src: `collect/digits/${encodeURIComponent(drawing.file)}`, width: 28, height: 28, loading: "lazy" });
+  picture.alt = `drawing ${drawing.number}, a ${drawing.label}`;
+  const remove = element("button", "", "×");
+  remove.type = "button";
+  remove.title = `remove drawing ${drawing.number}`;
+  remove.setAttribute("aria-label", remove.title);
+  remove.addEventListener("click", async () => {
+    try {
+      showCollection(await call(`collect/${drawing.number}`, {}, "DELETE"));
+      say(`Removed drawing ${drawing.number}.`);
+    } catch (error) {
+      say(String(error.message || error), false);
+    }
+  });
+  const caption = element("figcaption", "", `${drawing.label}${drawing.held_out ? " held out" : ""}`);
+  figure.append(picture, caption, remove);
+  return figure;
 }
 
 const percent = (share) => (share.accuracy === null ? "-" : `${(100 * share.accuracy).toFixed(1)}% of ${share.count}`);

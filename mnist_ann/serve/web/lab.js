@@ -15,6 +15,7 @@ const tiles = document.getElementById("tiles"), tilesCaption = document.getEleme
 const lossChart = new Chart(document.getElementById("loss-chart"));
 const accChart = new Chart(document.getElementById("acc-chart"), { yMax: 1, percent: true });
 let limits = { layers: 4, width: 2048 }, watching = null, runs = [];
+let follow = false;  // the next run to train was started from this page: it answers the drawing as it learns
 const counts = { weights: 0, loss: 0 };  // for scripts and tests: how often the live view has changed
 
 function say(text, ok = true) {
@@ -77,8 +78,9 @@ async function setUp() {
       + "--allow_remote_training true to allow it). The runs below can still answer your drawings.";
     form.querySelectorAll("button, input, select").forEach((control) => { control.disabled = true; });
   }
-  listen();
   await showRuns();
+  choose(remembered());  // the served checkpoint unless the learner chose a run that is still there
+  listen();
 }
 
 document.getElementById("add-layer").addEventListener("click", () => addWidth(64));
@@ -87,6 +89,7 @@ form.addEventListener("submit", async (event) => {
   event.preventDefault();
   try {
     const job = await call("lab/fit", settings());
+    follow = true;
     say(`Started: ${job.command}`);
   } catch (error) {
     say(String(error.message || error), false);
@@ -114,11 +117,22 @@ function showJob(job) {
   document.body.dataset.lab = job.state;
   startButton.disabled = active || document.getElementById("lab-off").hidden === false;
   stopButton.disabled = job.state !== "running";
-  if (job.run && job.run !== watching && job.kind === "fit") {
+  if (active && job.run && job.run !== watching && job.kind === "fit") {  // a run that trains can answer as it learns
     watching = job.run;
     addModelOption(`${job.run}/live`, `${job.run} as it trains`);
-    answerWithSelect.value = `${job.run}/live`;
-    answerWith(answerWithSelect.value);
+    if (follow || remembered() === `${job.run}/live`) choose(`${job.run}/live`);  // started here, or chosen before
+    follow = false;
+  } else if (!active && watching) {  // its training ended: its best checkpoint answers from now on
+    const ended = watching;
+    watching = null;
+    answerWithSelect.querySelector(`option[value="${CSS.escape(`${ended}/live`)}"]`)?.remove();
+    if (remembered() === `${ended}/live`) {
+      showRuns().then(() => {
+        choose(runs.some((run) => run.run === ended && run.models.includes("best")) ? ended : "");
+        const now = answerWithSelect.value ? "its best.ckpt answers now" : "the served checkpoint answers again";
+        say(`${labMessage.textContent}\n${ended} no longer trains: ${now}.`, labMessage.className === "info");
+      });
+    }
   }
   if (active) say(`${job.kind} ${job.state}${job.run ? ` (${job.run})` : ""}: ${job.command}`);
   else if (job.state !== "idle") {
@@ -152,7 +166,15 @@ function addModelOption(value, label) {
   }
 }
 
-answerWithSelect.addEventListener("change", () => answerWith(answerWithSelect.value));
+// The learner's choice of the answering model is kept across reloads (this browser, this service's address).
+function remembered() { return localStorage.getItem("answer-with") || ""; }
+function choose(model) {
+  if (![...answerWithSelect.options].some((option) => option.value === model)) model = "";
+  answerWithSelect.value = model;
+  localStorage.setItem("answer-with", model);
+  answerWith(model);
+}
+answerWithSelect.addEventListener("change", () => choose(answerWithSelect.value));
 
 const percent = (value) => (value === null || value === undefined ? "" : `${(100 * value).toFixed(2)}%`);
 
@@ -174,10 +196,15 @@ function runRow(run) {
   row.dataset.run = run.run;
   row.dataset.scores = `${run.val_acc === null ? "" : `, validation ${percent(run.val_acc)}`}`
     + `${run.test_acc === null ? "" : `, test ${percent(run.test_acc)}`}`;
-  const layers = s.hidden_sizes ? [784, ...s.hidden_sizes, 10].join("-") : "";
-  for (const text of [run.run, layers, s.optimizer ?? "", s.lr ?? "", s.epochs ?? "", percent(run.val_acc), percent(run.test_acc)]) {
-    row.append(element("td", "", String(text)));
-  }
+  const layers = s.hidden_sizes ? [784, ...s.hidden_sizes, s.outputs ?? 10].join("-") : "";
+  const name = s.taught_from ? `${run.run}, taught from ${s.taught_from}` : run.run;
+  const headings = [...document.querySelectorAll("#runs thead th")].map((th) => th.textContent);
+  [name, layers, s.optimizer ?? "", s.lr ?? "", s.epochs ?? "", percent(run.val_acc), percent(run.test_acc),
+    percent(run.drawings_acc)].forEach((text, index) => {
+    const cell = element("td", "", String(text));
+    cell.dataset.label = headings[index];  // shown before the figure on a phone, where the table is cards
+    row.append(cell);
+  });
   const actions = element("td", "actions");
   const action = (label, handler, enabled = true) => {
     const button = element("button", "", label);
@@ -187,13 +214,16 @@ function runRow(run) {
     actions.append(button);
   };
   const best = run.models.includes("best");
-  action("Answer with", () => { answerWithSelect.value = run.run; answerWith(run.run); }, best);
+  action("Answer with", () => choose(run.run), best);
   action("Compare", () => compareWith(run.run), best);
   action("Test", async () => {
     try { await call("lab/test", { run: run.run }); } catch (error) { say(String(error.message || error), false); }
   }, best);
   action("Resume", async () => {
-    try { await call("lab/resume", { run: run.run }); } catch (error) { say(String(error.message || error), false); }
+    try {
+      await call("lab/resume", { run: run.run });
+      follow = true;
+    } catch (error) { say(String(error.message || error), false); }
   }, run.models.includes("last"));
   row.append(actions);
   return row;

@@ -1,5 +1,8 @@
 // The draw-a-digit page: the pad, and the requests that ask the service what the drawing is: of the model
 // chosen to answer (the served checkpoint, a run, or the run training now), and of a second one to compare.
+// The pad is the one source of truth: every change to it (a stroke, Clear, a save, an upload) makes a new
+// version, each request carries the version it was asked for, and an answer for any other version than the
+// pad's current one is dropped. What is kept is the pad at the click (`snapshot`), never an earlier request's.
 import { render } from "./answer.js";
 import { base64, call } from "./request.js";
 
@@ -11,11 +14,18 @@ const compareBox = document.getElementById("compare"), compareView = document.ge
 const compareMain = document.getElementById("compare-main");
 const target = document.getElementById("target");
 let drawing = false, hasInk = false, inFlight = false, again = false, timer = null;
-let chosen = { model: null, compare: null, blob: null };
+let version = 0;  // the pad's: one more with every change
+let chosen = { model: null, compare: null, answer: null, answered: -1 };  // answered: the version it is for
 
-function showAnswers(answer, compared) {
+function changed() {
+  version++;
+  document.dispatchEvent(new Event("pad"));  // for handwriting.js
+}
+
+function showAnswers(answer, compared, at = version) {
   render(answer, main, mainLayers);
   chosen.answer = answer;
+  chosen.answered = answer ? at : -1;
   document.dispatchEvent(new CustomEvent("answer", { detail: answer }));  // for handwriting.js
   // On a narrow screen, the answer in a word beside the pad: the full answer is below it, out of sight.
   document.getElementById("pad-answer").textContent = answer
@@ -30,7 +40,8 @@ function clearPad() {
   ink.fillStyle = "#fff";
   ink.fillRect(0, 0, pad.width, pad.height);
   hasInk = false;
-  chosen.blob = null;
+  changed();
+  target.value = "";  // a new drawing is explained toward its own answer
   showMessage("Draw a digit in the box.", true);
   showAnswers(null, null);
 }
@@ -42,9 +53,22 @@ export function compareWith(model) {
   compareBox.hidden = !model;
   askAgain();
 }
-export function current() { return { blob: chosen.blob, answer: chosen.answer, model: chosen.model }; }
+// What handwriting.js keeps: the pad as it is now, with its version and the answer if it is this version's.
+export function current() {
+  return { version, hasInk, answer: chosen.answered === version ? chosen.answer : null, model: chosen.model };
+}
+// The pad as a PNG; the copy is taken at the call, the blob comes later.
+export function snapshot() { return new Promise((resolve) => pad.toBlob(resolve, "image/png")); }
+// A drawing put back on the pad (a save that failed), unless something was drawn since `at`.
+export async function restore(blob, at) {
+  if (at !== version) return;
+  ink.drawImage(await createImageBitmap(blob), 0, 0);
+  hasInk = true;
+  changed();
+  now();
+}
 export { clearPad };
-export function askAgain() { if (chosen.blob && !inFlight) ask(chosen.blob); else if (chosen.blob) again = true; }
+export function askAgain() { now(); }
 document.getElementById("compare-close").addEventListener("click", () => compareWith(null));
 target.addEventListener("change", askAgain);
 
@@ -65,12 +89,14 @@ pad.addEventListener("pointerdown", (event) => {
   ink.lineTo(x + 0.1, y + 0.1);
   ink.stroke();
   hasInk = true;
+  changed();
 });
 pad.addEventListener("pointermove", (event) => {
   if (!drawing) return;
   const [x, y] = point(event);
   ink.lineTo(x, y);
   ink.stroke();
+  changed();
   soon();
 });
 for (const end of ["pointerup", "pointercancel"]) {
@@ -85,7 +111,8 @@ function now() {
   if (inFlight) { again = true; return; }
   inFlight = true;  // from here: toBlob answers later
   busy("yes");
-  pad.toBlob((blob) => { chosen.blob = blob; ask(blob); }, "image/png");
+  const at = version;
+  pad.toBlob((blob) => ask(blob, at), "image/png");  // (the copy of the pad is taken now, the blob comes later)
 }
 
 // The page's state, for scripts and tests: busy while a request is out, and how many answers it has shown.
@@ -98,25 +125,26 @@ function predict(image, model, explainTarget) {
   return call("predict", request);
 }
 
-async function ask(blob) {
-  inFlight = true;
-  busy("yes");
+async function ask(blob, at) {
   try {
     const image = await base64(blob);
     const [answer, compared] = await Promise.all([
       predict(image, chosen.model, target.value),
       chosen.compare ? predict(image, chosen.compare, "") : null,
     ]);
+    if (at !== version) return;  // the pad changed meanwhile: this answer is of a drawing that is gone
     showMessage("", true);
-    showAnswers(answer, compared);
+    showAnswers(answer, compared, at);
     describe(answer);
     document.body.dataset.answers = ++answers;
   } catch (error) {
+    if (at !== version) return;
     showMessage(String(error.message || error), false);
     showAnswers(null, null);
   } finally {
     inFlight = false;
-    if (again) { again = false; if (hasInk) now(); else if (chosen.blob) ask(chosen.blob); else busy("no"); } else busy("no");
+    if (again || (at !== version && hasInk)) { again = false; now(); }
+    if (!inFlight) busy("no");
   }
 }
 
@@ -148,19 +176,18 @@ file.addEventListener("change", () => {
   if (!picked) return;
   const url = URL.createObjectURL(picked);
   const picture = new Image();
-  picture.onload = () => {  // shown on the pad, so that one can draw on; the file itself is what is sent
-    ink.fillStyle = "#fff";
-    ink.fillRect(0, 0, pad.width, pad.height);
+  picture.onload = () => {  // drawn on the pad, which is then what is answered and kept, as a drawing is
+    clearPad();
     const scale = Math.min(pad.width / picture.width, pad.height / picture.height);
     const w = picture.width * scale, h = picture.height * scale;
     ink.drawImage(picture, (pad.width - w) / 2, (pad.height - h) / 2, w, h);
     URL.revokeObjectURL(url);
+    hasInk = true;
+    changed();
+    now();
   };
-  picture.onerror = () => URL.revokeObjectURL(url);
+  picture.onerror = () => { URL.revokeObjectURL(url); showMessage(`${picked.name}: not a picture this browser can show`, false); };
   picture.src = url;
-  hasInk = false;  // the file is what is asked about, until one draws on it
-  chosen.blob = picked;
-  ask(picked);
 });
 
 clearPad();
