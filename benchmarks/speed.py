@@ -11,14 +11,22 @@ they train on all 60,000 training images; `fit` trains on 55,000 and validates o
 every epoch, so it does about the same arithmetic per epoch, plus everything users see.
 
     python benchmarks/speed.py --data-dir ../shared/data [--epochs 10] [--repeats 5] [--no-textbook]
+    python benchmarks/speed.py --data-dir ../shared/data --busy [--epochs 3]
 
 The last line reads `speedup_vs_textbook=<textbook s / fit s> overhead_vs_bare=<fit s / bare s>`,
 each the median over the rounds of the ratio within a round. `--no-textbook` leaves the slowest
 pipeline out, for comparing two versions of `fit` by `overhead_vs_bare` alone.
+
+`--busy` times the bare loop and `fit` on a quiet machine and beside one CPU-bound process per core
+(started and stopped here), with torch's default threads (one per core) and with `threads: auto`
+(`mnist_ann.threads`); then one epoch of configs/best.yaml's 784-1024-1024-10 network the same four
+ways. Its last line reads `busy_over_quiet_default=<x> busy_over_quiet_auto=<y>` for the recipe's fit.
 """
 
 import argparse
+import contextlib
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -87,9 +95,9 @@ def run_bare(data_dir: str, epochs: int) -> float:
     return accuracy(model, [preloaded(data_dir, train=False)])
 
 
-def timed(command: list[str], cwd: Path) -> tuple[float, str]:
+def timed(command: list[str], cwd: Path, env: dict | None = None) -> tuple[float, str]:
     start = time.perf_counter()
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - start
     if result.returncode:
         sys.exit(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -102,13 +110,20 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5, help="rounds; the ratios are medians over them")
     parser.add_argument("--no-textbook", action="store_true", help="time only bare and fit (overhead_vs_bare)")
+    parser.add_argument("--busy", action="store_true", help="quiet and beside a CPU-bound process per core")
     parser.add_argument("--only", choices=["textbook", "bare"], help=argparse.SUPPRESS)  # one loop, in this process
+    parser.add_argument("--torch-threads", type=int, help=argparse.SUPPRESS)  # the loop's threads
     args = parser.parse_args()
     data_dir = str(Path(args.data_dir).resolve())
 
     if args.only:
+        if args.torch_threads:
+            torch.set_num_threads(args.torch_threads)
         runner = run_textbook if args.only == "textbook" else run_bare
         print(json.dumps({"test_acc": runner(data_dir, args.epochs)}))
+        return
+    if args.busy:
+        quiet_and_busy(data_dir, args.epochs)
         return
 
     loop = [sys.executable, __file__, "--data-dir", data_dir, "--epochs", str(args.epochs), "--only"]
@@ -146,6 +161,62 @@ def main() -> None:
         print("per round speedup: " + ", ".join(f"{speedup:.2f}" for speedup in speedups))
         summary = f"speedup_vs_textbook={statistics.median(speedups):.2f} {summary}"
     print(summary)
+
+
+class Burners:
+    """One CPU-bound process per core while the block runs: a machine whose cores are all wanted elsewhere."""
+
+    def __enter__(self) -> "Burners":
+        spin = "import time\nend = time.monotonic() + 3600\nwhile time.monotonic() < end: pass"
+        self.processes = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(os.cpu_count() or 1)]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for process in self.processes:
+            process.kill()
+            process.wait()
+
+
+def quiet_and_busy(data_dir: str, epochs: int) -> None:
+    """The recipe's bare loop and fit, and one epoch of best.yaml's network, quiet and busy, default and auto."""
+    from mnist_ann.threads import CORES, chosen_threads
+
+    loop = [sys.executable, __file__, "--data-dir", data_dir, "--epochs", str(epochs), "--only", "bare"]
+    cli = [sys.executable, "-m", "mnist_ann", "fit", "--config", str(ROOT / "configs" / "default.yaml")]
+    data = ["--data.data_dir", data_dir, "--trainer.enable_progress_bar=false"]
+    recipe = [*cli, *data, "--trainer.max_epochs", str(epochs)]
+    best = [*cli, "--config", str(ROOT / "configs" / "best.yaml"), *data, "--trainer.max_epochs", "1"]
+    recipe_threads = chosen_threads("auto", 109_386, BATCH_SIZE)
+    rows = []
+    with tempfile.TemporaryDirectory() as runs:
+        logs = ["--trainer.logger.init_args.save_dir", runs]
+        for world in ("quiet", "busy"):
+            for setting in ("default", "auto"):
+                threads = CORES if setting == "default" else recipe_threads
+                measured = {}
+                with Burners() if world == "busy" else contextlib.nullcontext():
+                    measured["bare"] = timed([*loop, "--torch-threads", str(threads)], ROOT)[0]
+                    fit_threads = ["--threads", str(CORES) if setting == "default" else "auto"]
+                    measured["fit"] = timed([*recipe, *logs, *fit_threads], ROOT)[0]
+                    measured["best, 1 epoch"] = timed([*best, *logs, *fit_threads], ROOT)[0]
+                rows.append((world, setting, measured))
+                print(
+                    f"{world:6} {setting:8} " + "  ".join(f"{k} {v:.1f} s" for k, v in measured.items()),
+                    file=sys.stderr,
+                )
+    print(f"\n{CORES} cores; the recipe {epochs} epochs; default: {CORES} threads; auto: as mnist_ann.threads says")
+    print(f"{'machine':8}{'threads':9}{'bare s':>9}{'fit s':>9}{'best 1 epoch s':>16}")
+    for world, setting, measured in rows:
+        print(
+            f"{world:8}{setting:9}"
+            + "".join(f"{measured[k]:>{w}.1f}" for k, w in (("bare", 9), ("fit", 9), ("best, 1 epoch", 16)))
+        )
+    fit = {(world, setting): measured["fit"] for world, setting, measured in rows}
+    print(
+        f"busy_over_quiet_default={fit['busy', 'default'] / fit['quiet', 'default']:.2f} "
+        f"busy_over_quiet_auto={fit['busy', 'auto'] / fit['quiet', 'auto']:.2f} "
+        f"auto_over_default_quiet={fit['quiet', 'auto'] / fit['quiet', 'default']:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ from mnist_ann.model import MNISTClassifier
 from mnist_ann.monitoring import TensorBoardLogger
 from mnist_ann.predictions import PredictionWriter
 from mnist_ann.stopping import StopTogether
+from mnist_ann.threads import AUTO, Threads, use_threads
 
 RECIPE = Path(__file__).parent / "configs" / "default.yaml"
 # Lightning's notes on restoring the training callbacks' state from a checkpoint: they matter when
@@ -120,6 +121,13 @@ class MNISTCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.classes", "model.class_names", apply_on="instantiate")
+        parser.add_argument(
+            "--threads",
+            type=Threads,
+            default=AUTO,
+            help="torch's threads: auto (one for a network whose step is small, as the recipe's; one per core for "
+            "a wide one) or a number (mnist_ann.threads)",
+        )
         if self.search:  # (Optuna, which the search space is made of, is imported by `tune` alone)
             from mnist_ann.tune.space import Search
 
@@ -174,7 +182,11 @@ class MNISTCLI(LightningCLI):
             log_into_checkpoint_run(config.trainer, path)
 
     def _check_before_running(self) -> None:
-        """What can only be checked once the model is built: its optimizer, and that the checkpoint fits it."""
+        """What can only be checked once the model is built: its optimizer, and that the checkpoint fits it; and
+        the threads the work of a step pays for."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        batch = self.datamodule.batch_size if self.subcommand == "fit" else self.datamodule.eval_batch_size
+        use_threads(config.get("threads", AUTO), self.model, batch)
         try:
             optimizer = self.model.optimizer_factory(self.model.parameters())
         except ValueError as error:  # torch's own message, e.g. "Invalid learning rate: -0.1"

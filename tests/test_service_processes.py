@@ -156,7 +156,9 @@ def test_two_workers_run_one_job_count_each_request_once_and_hold_no_huge_body(
         metrics = get(f"{base}/metrics").decode()
         assert 'mnist_ann_requests_total{method="POST",path="/lab/fit",status="409"} 3.0' in metrics
         assert post(f"{base}/lab/fit", json.dumps({"epochs": 1, "val_size": 200}).encode())[0] == 200
-        assert wait_for(lambda: job(base)["state"] == "finished")
+        finished = wait_for(lambda: (state := job(base))["state"] == "finished" and state)
+        saved = (tmp_path / "lightning_logs" / finished["run"] / "config.yaml").read_text()
+        assert "\nthreads: auto\n" in saved  # the lab's runs choose their threads as every fit does
     finally:
         stop_server(process)
 

@@ -301,6 +301,7 @@ def test_trials_over_a_recipe_with_weight_averaging_validate_the_averaged_weight
     trial = yaml.safe_load((tmp_path / "tune" / "tune" / "trial_0000" / "config.yaml").read_text())
     kept = [callback["class_path"].rsplit(".", 1)[1] for callback in trial["trainer"]["callbacks"]]
     assert kept == ["TensorBoardMonitor", "EMAWeightAveraging"] and trial["model"]["dropout"] == 0.1
+    assert trial["threads"] == 1  # tune's --threads, as each trial's fit setting
 
 
 def test_an_integer_range_on_a_log_scale_draws_integers(synthetic_data_dir, tmp_path, monkeypatch):

@@ -59,6 +59,7 @@ from mnist_ann.serve.jobs import Lab, wait_for_job
 from mnist_ann.serve.lab import RUNS
 from mnist_ann.serve.middleware import NO_IMAGE_FIELD, ServiceMetrics
 from mnist_ann.serve.runs import RunModels
+from mnist_ann.threads import AUTO, use_threads
 
 Port = restricted_number_type("Port", int, [(">=", 1024), ("<=", 65535)])
 STOP_SECONDS = 2
@@ -94,17 +95,14 @@ class DigitAPI(ls.LitAPI):
         self.service = os.getpid()  # the service's main process, which starts the workers
 
     def setup(self, device: str) -> None:
-        # One image's forward pass is too small for torch's thread pool, whose second thread competes with
-        # the HTTP server for the cores: one client got 558-570 requests/s with one thread, 443-528 without
-        # (benchmarks/serve.py; with 16 clients the difference was within the noise).
-        torch.set_num_threads(1)
         # Ctrl-C reaches every process of the terminal's group: the main process stops this one in order.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         die_with_parent(self.service)
         self.device = device
         self.models = RunModels(Path(self.runs), device)
-        # The served model, held here: the runs' models come and go from the cache, this one stays.
-        self.served = self.models.load(Path(self.checkpoint))
+        self.served = self.models.load(Path(self.checkpoint))  # held here: the runs' models come and go from the cache
+        # The threads a batch of pictures pays for, chosen as every command chooses them (one, for the recipe).
+        use_threads(AUTO, self.served[0], self.max_batch_size)
 
     # (No type annotations on decode_request's request nor on encode_response's result: LitServe makes
     # FastAPI's request and response models of them.)

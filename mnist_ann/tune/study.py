@@ -102,6 +102,7 @@ def run_study(options: argparse.Namespace, fit_args: list[str], argv: list[str])
     # (spinning threads on too few cores); one thread each makes two processes 1.9x faster than one.
     torch.set_num_threads(options.threads)
     study_plan = plan(fit_args)
+    study_plan.config["threads"] = options.threads  # each trial's fit, as `threads` in its config
     study = open_study(options.storage, study_plan, options.study_name)
     search = study_plan.search
     print(
