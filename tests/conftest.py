@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.browser import CHROMEDRIVER, CHROMIUM
-from tests.helpers.commands import REAL_DATA_DIR
+from tests.helpers.commands import REAL_DATA_DIR, missing
 from tests.helpers.synthetic import write_mnist
 
 
@@ -35,7 +35,7 @@ def trained_checkpoint(synthetic_data_dir, tmp_path_factory) -> Path:
 def real_data_dir() -> Path:
     raw = REAL_DATA_DIR / "MNIST" / "raw"
     if not (raw / "train-images-idx3-ubyte").is_file():
-        pytest.skip(f"real MNIST not found in {raw} (set MNIST_ANN_DATA_DIR to a folder holding MNIST/raw/)")
+        missing(f"real MNIST not found in {raw} (set MNIST_ANN_DATA_DIR to a folder holding MNIST/raw/)")
     return REAL_DATA_DIR
 
 
@@ -43,7 +43,7 @@ def real_data_dir() -> Path:
 def browser():
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
     if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
-        pytest.skip(f"{CHROMIUM} and {CHROMEDRIVER} are needed (apt-get install chromium chromium-driver)")
+        missing(f"{CHROMIUM} and {CHROMEDRIVER} are needed (apt-get install chromium chromium-driver)")
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()

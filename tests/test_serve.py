@@ -29,7 +29,7 @@ from mnist_ann.data import MNISTDataModule
 from mnist_ann.idx import load_split
 from mnist_ann.model import MNISTClassifier
 from tests.helpers.browser import SCREENSHOT_DIR, STROKES, Page
-from tests.helpers.commands import finish, run_main, start_cli, unexpected_warnings
+from tests.helpers.commands import finish, missing, run_main, start_cli, unexpected_warnings
 from tests.helpers.service import get, post, start_server, stop_server, wait_until_group_gone
 
 
@@ -237,7 +237,7 @@ def recipe_checkpoint(tmp_path_factory) -> Path:
     from tests.helpers.commands import REAL_DATA_DIR
 
     if not (REAL_DATA_DIR / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
-        pytest.skip(f"real MNIST not found in {REAL_DATA_DIR}/MNIST/raw (the page test reads drawn digits)")
+        missing(f"real MNIST not found in {REAL_DATA_DIR}/MNIST/raw (the page test reads drawn digits)")
     L.seed_everything(42)
     trainer = L.Trainer(max_epochs=2, logger=False, enable_progress_bar=False, enable_checkpointing=False)
     trainer.fit(MNISTClassifier(), MNISTDataModule(REAL_DATA_DIR, download=False))

@@ -9,6 +9,7 @@ import torch
 from mnist_ann.data import MNISTDataModule
 from mnist_ann.model import MNISTClassifier
 from mnist_ann.tasks import CENTRE, SPREAD, make_task
+from tests.helpers.commands import missing
 
 LABELS = torch.tensor([0, 1, 2, 7, 8, 9])
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -104,6 +105,6 @@ def test_regression_reaches_a_mean_absolute_error_of_0_6_in_5_epochs(real_data_d
 @pytest.mark.slow
 def test_fashion_mnist_reaches_85_percent_in_10_epochs(tmp_path):
     if not (FASHION / "train-images-idx3-ubyte.gz").is_file():
-        pytest.skip(f"Fashion-MNIST not found in {FASHION} (apt-get install dataset-fashion-mnist)")
+        missing(f"Fashion-MNIST not found in {FASHION} (apt-get install dataset-fashion-mnist)")
     data = MNISTDataModule(tmp_path, dataset=str(FASHION), download=False)
     assert fit_and_test(data, tmp_path, 10)["test/acc"] >= 0.85
