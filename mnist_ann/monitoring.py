@@ -252,7 +252,7 @@ class TensorBoardMonitor(Callback):
             images, true, predicted = (torch.cat(parts) for parts in zip(*self.misclassified, strict=True))
             figure = labelled_grid(images, true, predicted, self.class_names)
             writer.add_figure(f"{test}/misclassified", figure, logged_step(trainer))
-            self._log_attributions(trainer, pl_module, images[:4], true[:4], predicted[:4])
+            self._log_attributions(trainer, pl_module, f"{test}/attributions", images[:4], true[:4], predicted[:4])
         self.misclassified.clear()
         if self.test_images:
             images, labels = (torch.cat(parts) for parts in zip(*self.test_images, strict=True))
@@ -278,13 +278,13 @@ class TensorBoardMonitor(Callback):
                 writer, features, [names[label] for label in labels], images, "last_hidden_layer", logged_step(trainer)
             )
 
-    def _log_attributions(self, trainer, pl_module, images: Tensor, true: Tensor, predicted: Tensor) -> None:
+    def _log_attributions(self, trainer, pl_module, tag: str, images: Tensor, true: Tensor, predicted: Tensor) -> None:
         if self.attributions and (writer := tensorboard_writer(trainer)):
             on_device = images.to(pl_module.device)
             toward_true = class_attributions(pl_module, on_device, true.to(pl_module.device)).cpu()
             toward_predicted = class_attributions(pl_module, on_device, predicted.to(pl_module.device)).cpu()
             figure = attribution_grid(images, true, predicted, toward_true, toward_predicted, self.class_names)
-            writer.add_figure(f"{getattr(pl_module, 'test_name', 'test')}/attributions", figure, logged_step(trainer))
+            writer.add_figure(tag, figure, logged_step(trainer))
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         test_images = getattr(trainer.datamodule, "test_dataloader", None)

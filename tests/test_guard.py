@@ -158,6 +158,9 @@ def test_the_collection_shows_each_drawing_and_removes_one_only_for_its_own_page
     assert picture.status_code == 200 and Image.open(BytesIO(picture.content)).size == (28, 28)
     for name in ("../../etc/passwd", "000001-5.png.bak", "999999-1.png"):
         assert client.get(f"/collect/digits/{name}").status_code == 404
+    measured = client.get("/collect/measure", params={"model": "../version_0"})
+    assert measured.status_code == 422 and measured.json()["error"].startswith("model: String should match pattern")
+    assert client.get("/collect/measure").json()["all"]["count"] >= 1
     refused = client.request("DELETE", f"/collect/{number}", json={}, headers={"Origin": "http://127.0.0.1:9000"})
     assert refused.status_code == 403
     removed = client.request("DELETE", f"/collect/{number}", json={})

@@ -54,8 +54,9 @@ class TrustedHosts:
         self.app, self.names, self.port = app, names, port
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket") and not self.trusted(Headers(scope=scope).get("host", "")):
-            shown = "".join(c if c.isprintable() else "?" for c in Headers(scope=scope).get("host", ""))[:80]
+        host = Headers(scope=scope).get("host", "") if scope["type"] in ("http", "websocket") else None
+        if host is not None and not self.trusted(host):
+            shown = "".join(c if c.isprintable() else "?" for c in host)[:80]
             await refuse(send, 400, f"refused: this service does not answer for the host {shown!r}")
             return
         await self.app(scope, receive, send)

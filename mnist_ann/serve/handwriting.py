@@ -20,7 +20,7 @@ import functools
 from pathlib import Path
 
 import torch
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import FileResponse
 from pydantic import Field, field_validator
 
@@ -105,10 +105,10 @@ def handwriting_router(
         return FileResponse(path, media_type="image/png", headers={"Cache-Control": "no-cache"})
 
     @router.get("/collect/measure")
-    def measure(model: str | None = None) -> dict:
+    def measure(
+        model: str | None = Query(None, pattern=f"^{MODEL.pattern}$", description="a run's model; none: the served"),
+    ) -> dict:
         """The model's accuracy on the drawings (all, held out, taught), their confusion table, MNIST's test."""
-        if model is not None and not MODEL.fullmatch(model):
-            raise HTTPException(422, f"model: {model[:40]!r} names no run's model (version_N, version_N/best, ...)")
         try:
             network, described = models.named(model) if model else served
         except LookupError as error:

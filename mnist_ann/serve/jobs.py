@@ -83,9 +83,11 @@ class Job:
         """The job's state once its process exited with `code`, and what happened in words."""
         os.close(self.lifeline)
         pid_file(self.root, self.service).unlink(missing_ok=True)
-        said = self.last_lines()
+        self.output.seek(0)
+        printed = self.output.read()
+        said = last_lines(printed)
         if code == 0:
-            return "finished", self.outcome() or said
+            return "finished", outcome(printed) or said
         if self.stop_requested and code in (128 + signal.SIGTERM, -signal.SIGTERM):
             run = self.watched()
             if run is None or not (run / "checkpoints").is_dir():  # stopped before its first step
@@ -93,35 +95,34 @@ class Job:
                     shutil.rmtree(run, ignore_errors=True)
                 self.run = None
                 return "stopped", "stopped before its first step: nothing was trained or kept"
-            return "stopped", self.outcome() or said
+            return "stopped", outcome(printed) or said
         if code < 0:
             return "failed", f"killed by {signal.Signals(-code).name}" + (f"; it said last: {said}" if said else "")
         return "failed", f"exited with status {code}" + (f": {said}" if said else "")
 
-    def outcome(self) -> str:
-        """What the command reported in words: a fit's best score and checkpoint, or where it stopped and how to
-        resume; a test's accuracy. Empty when it said none of these."""
-        self.output.seek(0)
-        printed = self.output.read()
-        if found := re.findall(r"^(Best .* kept as .*|stopped by .*)$", printed, re.MULTILINE):
-            return found[-1]
-        if found := re.findall(r"(test\w*)/acc[\s│]+([\d.]+)", printed):
-            name, value = found[-1]
-            on = "the test images" if name == "test" else f"the drawings in {name.removeprefix('test_')}/"
-            return f"accuracy on {on}: {100 * float(value):.2f}%"
-        return ""
-
-    def last_lines(self, count: int = 2) -> str:
-        """What the command said last: its summary, its resume hint, or its one error line (not the warnings)."""
-        self.output.seek(0)
-        lines = [line.strip() for line in self.output.read().splitlines()[-200:]]
-        said = [line for line in lines if line and not re.search(r"\.py:\d+: ", line)]
-        errors = [line for line in said if line.startswith("error:")]
-        return "\n".join(errors[-1:] or said[-count:])
-
     def stop(self) -> None:
         self.stop_requested = True
         self.process.send_signal(signal.SIGTERM)
+
+
+def outcome(printed: str) -> str:
+    """What a command reported in words: a fit's best score and checkpoint, or where it stopped and how to resume;
+    a test's accuracy. Empty when it said none of these."""
+    if found := re.findall(r"^(Best .* kept as .*|stopped by .*)$", printed, re.MULTILINE):
+        return found[-1]
+    if found := re.findall(r"(test\w*)/acc[\s│]+([\d.]+)", printed):
+        name, value = found[-1]
+        on = "the test images" if name == "test" else f"the drawings in {name.removeprefix('test_')}/"
+        return f"accuracy on {on}: {100 * float(value):.2f}%"
+    return ""
+
+
+def last_lines(printed: str, count: int = 2) -> str:
+    """What a command said last: its summary, its resume hint, or its one error line (not the warnings)."""
+    lines = [line.strip() for line in printed.splitlines()[-200:]]
+    said = [line for line in lines if line and not re.search(r"\.py:\d+: ", line)]
+    errors = [line for line in said if line.startswith("error:")]
+    return "\n".join(errors[-1:] or said[-count:])
 
 
 class Lab:

@@ -46,10 +46,13 @@ class PredictRequest(BaseModel):
     model: str | None = Field(None, pattern=f"^{MODEL.pattern}$", description="a run's model: version_N[/best|live]")
 
 
+FASTAPI_LOCATIONS = ("body", "query", "path", "header")  # where FastAPI says a field was: not part of its name
+
+
 def one_message(errors: list[dict]) -> tuple[int, str]:
     """A request's validation errors (Pydantic's) as the service's status and one message: the first error."""
     error = errors[0]
-    where = ".".join(str(part) for part in error["loc"] if part != "body")
+    where = ".".join(str(part) for part in error["loc"] if part not in FASTAPI_LOCATIONS)
     if error["type"] == "json_invalid":
         return 400, f"malformed JSON: {' '.join(str(error.get('ctx', {}).get('error', error['msg'])).split())[:200]}"
     if not where and error["type"] in ("missing", "dict_type", "model_type", "model_attributes_type"):

@@ -112,7 +112,7 @@ function now() {
   inFlight = true;  // from here: toBlob answers later
   busy("yes");
   const at = version;
-  pad.toBlob((blob) => ask(blob, at), "image/png");  // (the copy of the pad is taken now, the blob comes later)
+  snapshot().then((blob) => ask(blob, at));
 }
 
 // The page's state, for scripts and tests: busy while a request is out, and how many answers it has shown.
