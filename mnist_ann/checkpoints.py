@@ -116,7 +116,9 @@ def check_checkpoint(
 
 
 def unreadable(path: Path, error: Exception, others: list[Path]) -> CheckpointError:
-    reason = re.split(r"\.\s", (str(error).strip() or type(error).__name__).splitlines()[0])[0]  # the first sentence
+    # The first sentence of what torch says; a KeyError (the unpickler meeting text) says only a byte's number.
+    said = "" if isinstance(error, KeyError) else str(error).strip()
+    reason = re.split(r"\.\s", (said or "not a file torch can read").splitlines()[0])[0]
     usable = [str(other) for other in others if other.resolve() != path.resolve()][:3]
     instead = f"; other checkpoints: {', '.join(usable)}" if usable else ""
     return CheckpointError(f"cannot read {path} ({reason}): it is truncated or not a checkpoint{instead}")
