@@ -41,6 +41,7 @@ from mnist_ann.checkpoints import (
     logger_root,
     resolve_checkpoint,
 )
+from mnist_ann.collect import read_as_data
 from mnist_ann.data import MNISTDataModule
 from mnist_ann.errors import (
     ConfigError,
@@ -185,6 +186,7 @@ class MNISTCLI(LightningCLI):
         """What can only be checked once the model is built: its optimizer, and that the checkpoint fits it; and
         the threads the work of a step pays for."""
         config = self.config[self.subcommand] if self.subcommand else self.config
+        read_as_data(self.datamodule)  # your own drawings, named as the data
         batch = self.datamodule.batch_size if self.subcommand == "fit" else self.datamodule.eval_batch_size
         use_threads(config.get("threads", AUTO), self.model, batch)
         try:

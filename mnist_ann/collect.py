@@ -31,7 +31,7 @@ from PIL import Image
 from torch import Tensor
 
 from mnist_ann.files import replaced_whole
-from mnist_ann.idx import MNIST_FILES, write_idx
+from mnist_ann.idx import DATASETS, MNIST_FILES, write_idx
 from mnist_ann.images import load_image, prepare
 
 DRAWINGS, DIGITS = "drawings", "digits"
@@ -49,6 +49,16 @@ def held_out(number: int) -> bool:
 def is_collection(folder: str | os.PathLike) -> bool:
     """Whether `folder` is a collection of drawings (rather than another data set in MNIST's files)."""
     return (Path(folder) / DIGITS).is_dir()
+
+
+def read_as_data(datamodule) -> None:
+    """Before a command reads the data of `datamodule` (an `MNISTDataModule`): a collection given as its dataset
+    or its extra data is brought up to date, and test results on a collection are logged as `test_<folder>`,
+    beside the run's results on the MNIST test images, never in their place."""
+    for folder in {datamodule.dataset, datamodule.extra_data} - {None, *DATASETS}:
+        Collection(folder).brought_up_to_date()
+    if datamodule.dataset not in DATASETS and is_collection(datamodule.dataset):
+        datamodule.test_name = f"test_{Path(datamodule.dataset).name}"
 
 
 class Collection:

@@ -8,7 +8,6 @@ of a torchvision dataset behind a DataLoader.
 
 import os
 from dataclasses import asdict
-from pathlib import Path
 
 import lightning as L
 import torch
@@ -17,9 +16,8 @@ from torch import Tensor
 from torchvision.transforms.v2 import functional as F
 
 from mnist_ann.augment import NO_DISTORTION, Distortion
-from mnist_ann.collect import Collection, is_collection
 from mnist_ann.errors import ConfigError
-from mnist_ann.idx import DATASETS, class_names, ensure_files, load_split, resolve_data_dir
+from mnist_ann.idx import class_names, ensure_files, load_split, resolve_data_dir
 from mnist_ann.images import load_pictures
 from mnist_ann.loader import EpochBatchSampler, TensorLoader
 
@@ -93,8 +91,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.val_size, self.split_seed, self.download, self.dataset = val_size, split_seed, download, dataset
         self.predict_files = [predict_files] if isinstance(predict_files, str) else predict_files
         self.classes = list(classes) if classes else class_names(dataset)
-        # What test results are logged as: `test`, or `test_<folder>` for a collection of your drawings.
-        self.test_name = "test" if dataset in DATASETS or not is_collection(dataset) else f"test_{Path(dataset).name}"
+        self.test_name = "test"  # what test results are logged as (the command line names a collection's)
         if len(self.classes) != 10:
             raise ConfigError(f"data.classes must name the 10 labels 0-9, got {len(self.classes)} names")
         self.augmentation = augmentation
@@ -114,8 +111,6 @@ class MNISTDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         if not self._predicting_files():
-            for folder in {self.dataset, self.extra_data} - {None, *DATASETS}:  # folders: perhaps your own drawings
-                Collection(folder).brought_up_to_date()
             ensure_files(self.data_dir, self.download, self.dataset)
 
     def setup(self, stage: str) -> None:

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from io import BytesIO
 
 import lightning as L
@@ -16,12 +15,13 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from mnist_ann.collect import Collection
+from mnist_ann.collect import Collection, read_as_data
 from mnist_ann.data import MNISTDataModule
 from mnist_ann.errors import CheckpointError
 from mnist_ann.idx import load_split, write_idx
 from mnist_ann.model import MNISTClassifier
 from tests.helpers.commands import REPO
+from tests.helpers.wait import wait_for
 
 
 def drawing(label: int, size: int = 200) -> bytes:
@@ -92,15 +92,15 @@ save_many(sys.argv[1], 4, 10_000)
 @pytest.mark.slow
 def test_a_save_killed_at_any_moment_leaves_the_folder_readable(tmp_path):
     folder = tmp_path / "mine"
-    for delay in (0.05, 0.3, 0.77):
+    for saves in (1, 4, 9):  # killed while saving the next one, at whatever point of it that is
         saver = subprocess.Popen(
             [sys.executable, "-c", SAVING_FOREVER, str(folder)], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}
         )
         saved_before = len(Collection(folder).entries()[0])
-        deadline = time.monotonic() + 60
-        while len(Collection(folder).entries()[0]) == saved_before and time.monotonic() < deadline:
-            time.sleep(0.01)  # until it is saving
-        time.sleep(delay)
+        wait_for(
+            lambda saved_before=saved_before, saves=saves: len(Collection(folder).entries()[0]) >= saved_before + saves,
+            every=0.005,
+        )
         saver.send_signal(signal.SIGKILL)
         saver.wait()
         _, labels, held, problems = Collection(folder).load()
@@ -121,6 +121,7 @@ def test_idx_files_left_behind_by_a_save_cut_short_are_mended_before_the_folder_
 def read_as_data_set(folder) -> tuple[int, int]:
     """How many drawings `--data.dataset <folder>` reads: (to teach with, held out)."""
     data = MNISTDataModule(folder.parent, dataset=str(folder))
+    read_as_data(data)  # as the command line does before it reads the data
     data.prepare_data()
     data.setup("test")
     return len(data.splits["train"][1]), len(data.splits["test"][1])

@@ -22,11 +22,13 @@ import struct
 from pathlib import Path
 from typing import Annotated, Literal
 
+import yaml
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mnist_ann.cli import RECIPE as RECIPE_CONFIG
 from mnist_ann.errors import DataError
 from mnist_ann.idx import ensure_files, idx_path, raw_folder
 from mnist_ann.live import EVENTS
@@ -55,15 +57,20 @@ class LabRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
+RECIPE = yaml.safe_load(RECIPE_CONFIG.read_text())  # the page's settings start from the recipe's own
+
+
 class FitSettings(LabRequest):
     """A run of the lab: the recipe's settings unless given (each is a `fit` option, `command_line`)."""
 
-    hidden_sizes: list[Width] = Field([128, 64], max_length=LIMITS["layers"], description="one width per layer")
+    hidden_sizes: list[Width] = Field(
+        RECIPE["model"]["hidden_sizes"], max_length=LIMITS["layers"], description="one width per layer"
+    )
     optimizer: Literal[tuple(OPTIMIZERS)] = "SGD"
-    lr: float = Field(0.01, gt=0, le=LIMITS["lr"])
-    batch_size: int = Field(64, ge=1, le=LIMITS["batch_size"])
-    epochs: int = Field(10, ge=1, le=LIMITS["epochs"])
-    val_size: int = Field(5000, ge=0, le=30_000)
+    lr: float = Field(RECIPE["model"]["optimizer"]["init_args"]["lr"], gt=0, le=LIMITS["lr"])
+    batch_size: int = Field(RECIPE["data"]["batch_size"], ge=1, le=LIMITS["batch_size"])
+    epochs: int = Field(RECIPE["trainer"]["max_epochs"], ge=1, le=LIMITS["epochs"])
+    val_size: int = Field(RECIPE["data"]["val_size"], ge=0, le=30_000)
     schedule: Literal[tuple(SCHEDULES)] = "constant"
     dropout: float = Field(0.0, ge=0, le=0.9)
     label_smoothing: float = Field(0.0, ge=0, le=0.5)
