@@ -3,10 +3,30 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.helpers.browser import CHROMEDRIVER, CHROMIUM
 from tests.helpers.commands import REAL_DATA_DIR, missing
 from tests.helpers.synthetic import write_mnist
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Each test starts with one torch thread, as `--threads auto` gives the small networks of the tests
+    (mnist_ann/threads.py), and whatever a command in it chose (a wide network takes every core) ends with it:
+    with more, the two pytest workers' threads wait on each other's at every step."""
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(1)
+
+
+# The files that take longest, started first: pytest-xdist hands each worker whole files in collection order, and
+# one of these begun last would leave the other worker idle at the end (`benchmarks/README.md`: the test suite).
+LONGEST_FIRST = ["test_handwriting.py", "test_readme.py", "test_lab.py", "test_service_processes.py", "test_serve.py"]
+
+
+def pytest_collection_modifyitems(items) -> None:
+    items.sort(key=lambda item: LONGEST_FIRST.index(item.path.name) if item.path.name in LONGEST_FIRST else 99)
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +51,7 @@ def trained_checkpoint(synthetic_data_dir, tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def real_data_dir() -> Path:
     raw = REAL_DATA_DIR / "MNIST" / "raw"
     if not (raw / "train-images-idx3-ubyte").is_file():
@@ -39,8 +59,26 @@ def real_data_dir() -> Path:
     return REAL_DATA_DIR
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
+def recipe_checkpoint(real_data_dir, tmp_path_factory) -> Path:
+    """The recipe trained 2 epochs on the real MNIST (seed 42), once a session, for the tests that need a model
+    that reads real and drawn digits. Tests that write files copy it first."""
+    import lightning as L
+
+    from mnist_ann.data import MNISTDataModule
+    from mnist_ann.model import MNISTClassifier
+
+    L.seed_everything(42)
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    trainer.fit(MNISTClassifier(), MNISTDataModule(real_data_dir, download=False))
+    path = tmp_path_factory.mktemp("recipe") / "recipe.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def browser():
+    """Headless Chromium, one a pytest worker: each test opens the page it needs, on a service of its own port."""
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
     if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
         missing(f"{CHROMIUM} and {CHROMEDRIVER} are needed (apt-get install chromium chromium-driver)")

@@ -10,7 +10,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from mnist_ann.model import MNISTClassifier
-from tests.helpers.commands import CONFIG, main_error, run_cli, run_main, table_values, unexpected_warnings
+from tests.helpers.commands import CONFIG, REPO, main_error, run_cli, run_main, table_values, unexpected_warnings
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_validate_from_the_last_checkpoint(commands):
 
 def test_predict_of_one_file_without_config_prints_its_row(commands):
     [row] = [line.split() for line in commands["predict"].stdout.splitlines() if "digit.png" in line]
-    assert row[1] in "0123456789" and 0.1 < float(row[2]) <= 1
+    assert re.fullmatch(r"\d", row[1]) and 0.1 < float(row[2]) <= 1  # one digit, and how sure
 
 
 def test_evaluation_commands_log_into_the_checkpoints_run(trained_run, commands):
@@ -173,3 +173,16 @@ def test_a_run_config_saved_by_the_earlier_layout_replays(synthetic_data_dir, tm
         "1",
     )
     assert (tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "best.ckpt").is_file()
+
+
+def test_version_is_the_projects_release_and_help_lists_every_command(capsys):
+    import tomllib
+
+    from mnist_ann.__main__ import main
+
+    main(["--version"])
+    release = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert capsys.readouterr().out == f"mnist-ann {release}\n"  # the installed release is the project's
+    main(["--help"])
+    listed = re.findall(r"^  (\w+) ", capsys.readouterr().out, re.MULTILINE)
+    assert listed == ["fit", "validate", "test", "predict", "export", "serve", "tune"]

@@ -7,6 +7,7 @@ LitServe's own test helper, driven by Starlette's TestClient. Each refusal is fo
 import base64
 import json
 import os
+import re
 import shutil
 from io import BytesIO
 
@@ -39,14 +40,15 @@ def service_of(checkpoint, folder, monkeypatch, **options):
     monkeypatch.chdir(folder)
     monkeypatch.setenv("MNIST_ANN_DATA_DIR", str(folder / "no-data"))
     model = MNISTClassifier.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
-    return service(checkpoint, check_checkpoint(checkpoint, None), model, port=PORT, access_log=False, **options)
+    options = {"access_log": False, **options}
+    return service(checkpoint, check_checkpoint(checkpoint, None), model, port=PORT, **options)
 
 
 @pytest.fixture(scope="module")
 def client(trained_checkpoint, tmp_path_factory):
     folder = tmp_path_factory.mktemp("service")
     with pytest.MonkeyPatch.context() as monkeypatch:
-        server = service_of(trained_checkpoint, folder, monkeypatch)
+        server = service_of(trained_checkpoint, folder, monkeypatch, access_log=True)
         with wrap_litserve_start(server) as started, TestClient(started.app, base_url=OWN) as client:
             client.folder = folder
             yield client
@@ -268,10 +270,41 @@ def test_the_schema_describes_every_public_route_from_its_models(client):
     assert client.get("/metrics").status_code == 200  # a route of its own, no redirect
 
 
-def test_the_training_key_is_needed_beyond_this_machine_and_compared_whole(trained_checkpoint, tmp_path, monkeypatch):
+def test_beyond_this_machine_nothing_trains_unless_allowed_and_then_only_with_the_key(
+    trained_checkpoint, tmp_path, monkeypatch
+):
+    server = service_of(trained_checkpoint, tmp_path, monkeypatch, host="0.0.0.0", training_allowed=False)
+    app = TestClient(server.app, base_url=OWN)
+    for path, body in CHANGES:
+        answer = app.post(path, json=body)
+        assert answer.status_code == 403 and "--allow_remote_training true" in answer.json()["error"], path
+    assert app.get("/lab").json()["allowed"] is False and app.get("/lab/runs").json() == []  # reading still answers
+
     server = service_of(trained_checkpoint, tmp_path, monkeypatch, host="0.0.0.0", training_key="k3y")
     app = TestClient(server.app, base_url=OWN)  # (no worker: the lab's and the collection's routes alone)
     for given in ({}, {"Authorization": "Bearer k3"}, {"Authorization": "Bearer k3yy"}, {"Authorization": "k3y"}):
         answer = app.post("/lab/stop", json={}, headers=given)
         assert answer.status_code == 401 and answer.headers["www-authenticate"] == "Bearer"
     assert app.post("/lab/stop", json={}, headers={"Authorization": "Bearer k3y"}).status_code == 409  # nothing runs
+
+
+def requests_counted(client, status: int) -> float:
+    metrics = client.get("/metrics").text
+    found = re.search(rf'mnist_ann_requests_total{{method="POST",path="/predict",status="{status}"}} ([\d.]+)', metrics)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_each_request_is_logged_counted_and_names_its_model(client, trained_checkpoint, tmp_path, monkeypatch, capsys):
+    before = [requests_counted(client, status) for status in (200, 400)]
+    capsys.readouterr()
+    answer = client.post("/predict", json={"image": DIGIT})
+    assert answer.status_code == 200 and answer.headers["X-Model"] == str(trained_checkpoint)
+    assert client.post("/predict", content=b"{", headers={"Content-Type": "application/json"}).status_code == 400
+    lines = [line for line in capsys.readouterr().err.splitlines() if '"POST /predict"' in line]
+    assert [line.split('"')[2].split()[0] for line in lines] == ["200", "400"]  # status; then the milliseconds
+    assert re.fullmatch(r'testclient "POST /predict" 200 \d+\.\d ms', lines[0])  # (TestClient's address)
+    assert [requests_counted(client, status) for status in (200, 400)] == [before[0] + 1, before[1] + 1]
+    assert "mnist_ann_request_seconds_bucket" in client.get("/metrics").text
+
+    quiet = TestClient(service_of(trained_checkpoint, tmp_path, monkeypatch).app, base_url=OWN)
+    assert quiet.get("/info").status_code == 200 and "/info" not in capsys.readouterr().err  # --access_log false

@@ -13,7 +13,7 @@ from PIL import Image
 
 from mnist_ann.serve.runs import drawings_tag, list_runs
 from tests.helpers.browser import SCREENSHOT_DIR, STROKES, Page
-from tests.helpers.commands import run_cli, table_values
+from tests.helpers.commands import run_main, table_values
 from tests.helpers.service import start_server, stop_server
 
 # Digits whose strokes come in parts, or whose partial states look like another digit: a 4 of two strokes, a 9
@@ -72,16 +72,13 @@ def my_style(strokes: list[list[tuple[float, float]]], rng: random.Random) -> li
 
 
 @pytest.mark.slow
-def test_collect_30_drawings_measure_and_teach_them_on_the_page(synthetic_data_dir, browser, tmp_path):
+def test_collect_30_drawings_measure_and_teach_them_on_the_page(
+    synthetic_data_dir, browser, tmp_path, monkeypatch, capsys
+):
     env = {"MNIST_ANN_DATA_DIR": str(synthetic_data_dir)}
-    run_cli(
-        "fit",
-        "--trainer.max_epochs=2",
-        "--data.val_size=200",
-        "--trainer.enable_progress_bar=false",
-        cwd=tmp_path,
-        env=env,
-    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MNIST_ANN_DATA_DIR", str(synthetic_data_dir))
+    run_main(monkeypatch, "fit", "--trainer.max_epochs=2", "--data.val_size=200", "--trainer.enable_progress_bar=false")
     process, base = start_server("best", cwd=tmp_path, env=env)
     try:
         browser.set_window_size(1280, 1000)
@@ -131,17 +128,13 @@ def test_collect_30_drawings_measure_and_teach_them_on_the_page(synthetic_data_d
     taught_run = tmp_path / "lightning_logs" / "version_1"
     best = taught_run / "checkpoints" / "best.ckpt"
     config = taught_run / "config.yaml"
-    tested = run_cli(
-        "test", "--config", str(config), "--ckpt_path", str(best), "--data.dataset=my_digits", cwd=tmp_path, env=env
-    )
-    printed = table_values(tested.stdout + tested.stderr, "test_my_digits/acc")[0]
+    run_main(monkeypatch, "test", "--config", str(config), "--ckpt_path", str(best), "--data.dataset=my_digits")
+    printed = table_values(capsys.readouterr().out, "test_my_digits/acc")[0]
     assert printed == pytest.approx(after["held_out"]["accuracy"], abs=1e-6)
     # Recorded as the drawings' score, beside the run's score on the MNIST test images, never in its place.
-    run_cli("test", "--config", str(config), "--ckpt_path", str(best), cwd=tmp_path, env=env)
+    run_main(monkeypatch, "test", "--config", str(config), "--ckpt_path", str(best))
     mnist = list_runs(tmp_path / "lightning_logs", drawings_tag(tmp_path / "my_digits"))[0]
-    run_cli(
-        "test", "--config", str(config), "--ckpt_path", str(best), "--data.dataset=my_digits", cwd=tmp_path, env=env
-    )
+    run_main(monkeypatch, "test", "--config", str(config), "--ckpt_path", str(best), "--data.dataset=my_digits")
     both = list_runs(tmp_path / "lightning_logs", drawings_tag(tmp_path / "my_digits"))[0]
     assert both["test_acc"] == mnist["test_acc"] and both["drawings_acc"] == pytest.approx(printed)
     assert both["settings"]["taught_from"] == "version_0 + my_digits"

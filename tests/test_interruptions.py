@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers.commands import CONFIG, LEVERS, assert_same_weights, main_error, run_cli
+from tests.helpers.commands import CONFIG, LEVERS, assert_same_weights, last_checkpoint, main_error, run_cli, run_main
 
 EPOCHS, STEPS_PER_EPOCH = 3, 16  # 1,000 synthetic training images in batches of 64
 STOP_AT = 23  # in the middle of the second epoch, three steps after a 5-step checkpoint
@@ -44,17 +44,13 @@ def fit_args(data_dir) -> list[str]:
     ]
 
 
-def final_state(workdir, version: int) -> dict:
-    return torch.load(
-        workdir / "lightning_logs" / f"version_{version}" / "checkpoints" / "last.ckpt", weights_only=True
-    )
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(synthetic_data_dir, tmp_path_factory) -> dict:
     workdir = tmp_path_factory.mktemp("whole")
-    run_cli(*fit_args(synthetic_data_dir), cwd=workdir)
-    return final_state(workdir, 0)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.chdir(workdir)
+        run_main(monkeypatch, *fit_args(synthetic_data_dir))
+    return last_checkpoint(workdir, 0)
 
 
 def assert_same_run(resumed: dict, whole: dict) -> None:
@@ -68,17 +64,17 @@ def test_a_run_killed_mid_epoch_resumes_from_its_step_checkpoint_exactly(synthet
     kill = ["--trainer.callbacks+=tests.helpers.crash.SendSignal", f"--trainer.callbacks.at_step={STOP_AT}"]
     killed = run_cli(*args, *kill, cwd=tmp_path, check=False)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    assert final_state(tmp_path, 0)["global_step"] == 20  # the last 5-step mark before the kill
+    assert last_checkpoint(tmp_path, 0)["global_step"] == 20  # the last 5-step mark before the kill
 
     resumed = run_cli(*args, "--ckpt_path", "last", cwd=tmp_path)
     assert "version_0/checkpoints/last.ckpt" in resumed.stderr + resumed.stdout
-    assert_same_run(final_state(tmp_path, 1), uninterrupted)
+    assert_same_run(last_checkpoint(tmp_path, 1), uninterrupted)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("signal_name", "status"), [("SIGTERM", 143), ("SIGINT", 130)])
 def test_a_run_stopped_by_a_signal_saves_its_step_and_resumes_exactly(
-    synthetic_data_dir, tmp_path, uninterrupted, signal_name, status
+    synthetic_data_dir, tmp_path, monkeypatch, uninterrupted, signal_name, status
 ):
     stop = [
         "--trainer.callbacks+=tests.helpers.crash.SendSignal",
@@ -91,20 +87,14 @@ def test_a_run_stopped_by_a_signal_saves_its_step_and_resumes_exactly(
     # The step in progress completes, then it is saved: the signal came before step 23 (of 0, 1, ...).
     last_line = stopped.stderr.strip().splitlines()[-1]
     assert last_line.startswith(f"stopped by {signal_name} at step {STOP_AT + 1}; saved it to {saved}. Resume with: ")
-    assert final_state(tmp_path, 0)["global_step"] == STOP_AT + 1
+    assert last_checkpoint(tmp_path, 0)["global_step"] == STOP_AT + 1
 
     command = last_line.split("Resume with: mnist-ann ", 1)[1].split()
     assert command[-2:] == ["--ckpt_path", str(saved)]
-    resumed = run_cli(
-        *[
-            arg
-            for arg in command
-            if "tests.helpers.crash" not in arg and "callbacks.at_step" not in arg and "signal_name" not in arg
-        ],
-        cwd=tmp_path,
-    )
-    assert resumed.returncode == 0
-    assert_same_run(final_state(tmp_path, 1), uninterrupted)
+    monkeypatch.chdir(tmp_path)
+    crash = ("tests.helpers.crash", "callbacks.at_step", "signal_name")
+    run_main(monkeypatch, *[arg for arg in command if not any(part in arg for part in crash)])  # as printed
+    assert_same_run(last_checkpoint(tmp_path, 1), uninterrupted)
 
 
 # A full disk, for real: a file-size limit (EFBIG), or a small tmpfs filled up (ENOSPC) where the tests may mount one.
@@ -145,7 +135,8 @@ def test_a_full_disk_stops_with_one_message_and_keeps_the_last_checkpoint(synthe
 @pytest.mark.slow
 def test_best_after_a_run_stopped_in_its_first_epoch_is_not_an_older_runs(synthetic_data_dir, tmp_path, monkeypatch):
     one_epoch = [*fit_args(synthetic_data_dir), "--trainer.max_epochs", "1"]
-    run_cli(*one_epoch, cwd=tmp_path)  # version_0: best.ckpt and last.ckpt
+    monkeypatch.chdir(tmp_path)
+    run_main(monkeypatch, *one_epoch)  # version_0: best.ckpt and last.ckpt
     stop = [
         "--trainer.callbacks+=tests.helpers.crash.SendSignal",
         "--trainer.callbacks.at_step=3",

@@ -15,7 +15,7 @@ from mnist_ann.model import MNISTClassifier
 from mnist_ann.network import MLP
 from mnist_ann.schedules import OneCycle, WarmupCosine
 from tests.helpers.accuracy import single_process_test_accuracy
-from tests.helpers.commands import CONFIG, REPO, main_error, run_cli, run_main, table_values, unexpected_warnings
+from tests.helpers.commands import CONFIG, REPO, main_error, run_cli, run_main, table_values
 from tests.helpers.tensorboard import events
 
 DISTORTION = Distortion(rotation=15, scale=0.15, shear=15, translation=0.1, elastic_alpha=34, elastic_sigma=4)
@@ -276,13 +276,16 @@ def test_weight_averaging_checkpoints_hold_the_averaged_weights_that_test_and_ex
 
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["best.yaml", "best-augmented.yaml"])
-def test_a_best_recipe_runs_as_users_run_it_and_tests_its_averaged_weights(recipe, synthetic_data_dir, tmp_path):
+def test_a_best_recipe_runs_as_users_run_it_and_tests_its_averaged_weights(
+    recipe, synthetic_data_dir, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
     configs = ["--config", CONFIG, "--config", str(REPO / "configs" / recipe)]
     data = ["--data.data_dir", str(synthetic_data_dir), "--data.val_size", "200"]
-    fit = run_cli("fit", *configs, *data, "--trainer.max_epochs", "2", "--trainer.log_every_n_steps", "2", cwd=tmp_path)
-    tested = run_cli("test", *configs, *data, "--ckpt_path", "best", cwd=tmp_path)
-    for result in (fit, tested):
-        assert unexpected_warnings(result.stdout + result.stderr) == []
+    run_main(monkeypatch, "fit", *configs, *data, "--trainer.max_epochs", "2", "--trainer.log_every_n_steps", "2")
+    capsys.readouterr()
+    run_main(monkeypatch, "test", *configs, *data, "--ckpt_path", "best")
     best = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "best.ckpt"
     assert "current_model_state" in torch.load(best, weights_only=True)  # trained with weight averaging
-    assert table_values(tested.stdout, "test/acc") == [single_process_test_accuracy(best, synthetic_data_dir)]
+    tested = table_values(capsys.readouterr().out, "test/acc")
+    assert tested == [single_process_test_accuracy(best, synthetic_data_dir)]

@@ -1,9 +1,7 @@
 """TensorBoard output of real runs, read back with TensorBoard's own reader and its own server."""
 
 import json
-import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 
@@ -15,7 +13,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from mnist_ann.data import MNISTDataModule
 from mnist_ann.model import MNISTClassifier
 from mnist_ann.monitoring import TensorBoardMonitor
-from tests.helpers.commands import CONFIG, free_port, run_main
+from tests.helpers.commands import CONFIG, free_port, run_main, start_cli
+from tests.helpers.service import stop_server, wait_for_answer
 from tests.helpers.tensorboard import events, session_hparams
 
 EPOCHS, STEPS_PER_EPOCH, LOG_EVERY = 2, 16, 5  # 1,000 synthetic training images in batches of 64
@@ -133,36 +132,18 @@ def get(url: str) -> bytes:
         return response.read()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def tensorboard_server(runs):
     port = free_port()
     # As the README starts it, on a free local port.
     options = ["--logdir", str(runs), "--samples_per_plugin", "images=100", "--host", "127.0.0.1", "--port", str(port)]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", *options],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    server = start_cli(*options, cwd=runs, command=(sys.executable, "-m", "tensorboard.main"))
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if json.loads(get(f"{base}/data/runs")):  # non-empty once the logdir has been read
-                    break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"tensorboard did not come up on {base}: {server.stderr.read().decode()[-2000:]}")
-            time.sleep(0.5)
+        wait_for_answer(server, f"{base}/data/runs", accept=json.loads)  # a list of runs once the logdir is read
         yield base
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_server(server)
 
 
 def test_tensorboard_server_serves_the_runs_scalars_and_images(tensorboard_server):

@@ -7,13 +7,13 @@ import signal
 import subprocess
 import sys
 import sysconfig
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.commands import REPO, finish, free_port, start_cli
+from tests.helpers.service import wait_for_answer
 from tests.helpers.synthetic import write_mnist
 
 pytestmark = pytest.mark.slow
@@ -89,13 +89,7 @@ def test_the_wheel_trains_tests_and_serves_from_an_empty_folder(installed, tmp_p
         "serve", "--ckpt_path", "best", "--port", str(port), cwd=run, command=(installed / "bin" / "mnist-ann",)
     )
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and server.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5):
-                    break
-            except OSError:
-                time.sleep(0.3)
+        wait_for_answer(server, f"http://127.0.0.1:{port}/health")
         for path in ("/", "/web/page.js", "/web/answer.js", "/web/page.css"):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
                 assert response.status == 200 and response.read()

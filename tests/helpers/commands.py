@@ -38,6 +38,13 @@ def assert_same_weights(resumed: dict, whole: dict) -> None:
             assert torch.equal(tensor, resumed[weights][name]), (weights, name)
 
 
+def last_checkpoint(workdir, version: int) -> dict:
+    """What `lightning_logs/version_N/checkpoints/last.ckpt` of a run in `workdir` holds."""
+    return torch.load(
+        Path(workdir) / "lightning_logs" / f"version_{version}" / "checkpoints" / "last.ckpt", weights_only=True
+    )
+
+
 def table_values(output: str, metric: str) -> list[float]:
     """The figures of `metric` in the tables that test and validate print (plain, or drawn by `rich` if installed)."""
     return [float(value) for value in re.findall(rf"{re.escape(metric)}[\s│]+([\d.]+)", output)]

@@ -1,9 +1,9 @@
 """`mnist-ann serve` as a user starts it, on a free port of 127.0.0.1, and plain HTTP requests to it."""
 
+import contextlib
 import json
 import os
 import signal
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.commands import finish, free_port, start_cli
+from tests.helpers.wait import wait_for
 
 
 def start_server(checkpoint, *args: str, timeout: float = 120, cwd: Path | None = None, env: dict | None = None):
@@ -28,18 +29,16 @@ def start_server(checkpoint, *args: str, timeout: float = 120, cwd: Path | None 
 def wait_for_answer(process, url: str, timeout: float = 120, accept=lambda body: True) -> None:
     """`url` once it answers a body `accept` takes, while `process` (a server) runs; else the server is
     stopped and the test fails with what it printed."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
+
+    def answered_or_ended() -> str | None:
+        with contextlib.suppress(OSError):
             if accept(get(url)):
-                return
-        except OSError:
-            pass
-        if process.poll() is not None:
-            break
-        time.sleep(0.3)
-    stop_server(process)
-    pytest.fail(f"the server did not come up at {url}: {process.stderr_text[-3000:]}")
+                return "answered"
+        return "ended" if process.poll() is not None else None
+
+    if wait_for(answered_or_ended, timeout, every=0.3) != "answered":
+        stop_server(process)
+        pytest.fail(f"the server ended before it answered at {url}: {process.stderr_text[-3000:]}")
 
 
 def stop_server(process) -> None:
@@ -67,13 +66,17 @@ def post(
         return error.code, json.loads(error.read())
 
 
-def wait_until_group_gone(group: int, seconds: float = 30) -> None:
-    """Fail unless every process of the process group `group` ends within `seconds`."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+def wait_until_group_gone(group: int, process=None, timeout: float = 120) -> None:
+    """Until no process of the process group `group` is left (`process`, its leader, reaped: a zombie still
+    counts as a member of its group); the test fails if that takes over `timeout` seconds."""
+
+    def gone() -> bool:
+        if process is not None:
+            process.poll()
         try:
             os.killpg(group, 0)
         except ProcessLookupError:
-            return  # no process of its group is left
-        time.sleep(0.2)
-    pytest.fail(f"processes of the group {group} were still running {seconds} s later")
+            return True
+        return False
+
+    wait_for(gone, timeout)
