@@ -311,6 +311,7 @@ def test_class_names_from_a_checkpoint_are_shown_as_text_and_never_run(hostile_c
         with urllib.request.urlopen(f"{base}/", timeout=30) as response:
             policy = response.headers["Content-Security-Policy"]
         assert "script-src 'self'" in policy and "default-src 'none'" in policy and "unsafe-inline" not in policy
+        browser.get_log("browser")  # (what pages before this test logged: the browser is the worker's)
         page = Page(browser, f"{base}/")
         title = browser.title
         page.draw(STROKES["7"])
