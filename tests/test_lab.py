@@ -357,7 +357,7 @@ def test_train_watch_stop_pick_and_compare_runs_on_the_page(
         page.wait_for(lambda: page.driver.find_elements(page.by.CSS_SELECTOR, '#runs tr[data-run="version_0"]'))
         row = page.driver.find_element(page.by.CSS_SELECTOR, '#runs tr[data-run="version_0"]')
         assert "784-40-20-10" in row.text and "SGD" in row.text and "100" in row.text
-        row.find_element(page.by.XPATH, ".//button[text()='Answer with']").click()
+        page.press('#runs tr[data-run="version_0"]', "Answer with")
         page.find("clear").click()
         answers = page.count("answers")
         page.draw(STROKES["7"])
@@ -373,10 +373,8 @@ def test_train_watch_stop_pick_and_compare_runs_on_the_page(
         page.wait_for(lambda: "version_1 no longer trains: its best.ckpt answers now." in page.find("lab-message").text)
         assert page.find("answer-with").get_attribute("value") == "version_1"  # not its live.pt any more
         page.wait_for(lambda: page.driver.find_elements(page.by.CSS_SELECTOR, '#runs tr[data-run="version_1"]'))
-        first = page.driver.find_element(page.by.CSS_SELECTOR, '#runs tr[data-run="version_0"]')
-        first.find_element(page.by.XPATH, ".//button[text()='Answer with']").click()  # (the new run answered live)
-        second = page.driver.find_element(page.by.CSS_SELECTOR, '#runs tr[data-run="version_1"]')
-        second.find_element(page.by.XPATH, ".//button[text()='Compare']").click()
+        page.press('#runs tr[data-run="version_0"]', "Answer with")  # (the new run answered live)
+        page.press('#runs tr[data-run="version_1"]', "Compare")
         page.wait_for(lambda: len(page.driver.find_elements(page.by.CSS_SELECTOR, "#compare-answer .fill")) == 10)
         compared = page.driver.find_elements(page.by.CSS_SELECTOR, "#compare-answer .layer .title")
         assert [title.text for title in compared] == ["input", "hidden 1", "output"]
@@ -404,8 +402,7 @@ def test_train_watch_stop_pick_and_compare_runs_on_the_page(
         assert page.find("model-about").text.startswith("version_0, best.ckpt")
 
         # Resume goes on from a run's last.ckpt, in a new run that the drawing follows as it trains.
-        row = page.driver.find_element(page.by.CSS_SELECTOR, '#runs tr[data-run="version_0"]')
-        row.find_element(page.by.XPATH, ".//button[text()='Resume']").click()
+        page.press('#runs tr[data-run="version_0"]', "Resume")
         page.wait_for(lambda: page.lab_state() == "running")
         page.wait_for(lambda: page.find("answer-with").get_attribute("value") == "version_2/live")
         page.find("stop").click()

@@ -56,6 +56,21 @@ class Page:
 
         return WebDriverWait(self.driver, timeout, poll_frequency=0.2).until(lambda _: condition())
 
+    def press(self, within: str, button: str) -> None:
+        """Click the button labelled `button` inside the element `within` (a CSS selector), found afresh until the
+        click lands: the page redraws its tables when what they show changes."""
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        def pressed() -> bool:
+            try:
+                found = self.driver.find_element(self.by.CSS_SELECTOR, within)
+                found.find_element(self.by.XPATH, f".//button[text()='{button}']").click()
+            except StaleElementReferenceException:
+                return False
+            return True
+
+        self.wait_for(pressed, timeout=30)
+
     def find_body(self):
         return self.driver.find_element(self.by.TAG_NAME, "body")
 
