@@ -42,7 +42,10 @@ document.addEventListener("pad", () => {
 });
 
 // The pad as it is at the click is kept, with the digit given, even while an answer is on its way; the pad is
-// cleared at once for the next drawing (and the drawing put back if it could not be kept).
+// cleared at once for the next drawing (and the drawing put back if it could not be kept). Saves go one after
+// another, in the order of the clicks, so that the drawings are numbered (and held out) in the order drawn.
+let lastSave = Promise.resolve();
+
 async function keep(label) {
   if (!current().hasInk) return;
   const taken = snapshot();
@@ -52,15 +55,16 @@ async function keep(label) {
     series.shift();
     nextInSeries();
   }
-  const drawing = await taken;
+  const saved = lastSave.then(async () => call("collect", { image: await base64(await taken), label }));
+  lastSave = saved.catch(() => null);
   try {
-    const { kept, collection } = await call("collect", { image: await base64(drawing), label });
+    const { kept, collection } = await saved;
     showCollection(collection);
     say(`Kept drawing ${kept.number} as a ${label}${kept.held_out ? " (held out: measured on, never taught)" : ""}.`);
     document.body.dataset.saved = collection.count;
   } catch (error) {
     say(String(error.message || error), false);
-    restore(drawing, cleared);
+    restore(await taken, cleared);
     if (inSeries) {  // that digit is asked for again
       series = [label, ...(series || [])];
       nextInSeries();
