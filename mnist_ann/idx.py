@@ -4,6 +4,7 @@ MNIST, Fashion-MNIST and any folder of the same four IDX files (gzipped or not) 
 uint8 tensors. Nothing in this module knows about Lightning or training.
 """
 
+import contextlib
 import gzip
 import hashlib
 import math
@@ -68,6 +69,11 @@ def missing_files(folder: Path) -> list[str]:
     return [name for name in MNIST_FILES if idx_path(folder, name) is None]
 
 
+def existing(folder: Path) -> Path:
+    """`folder`, or the nearest of its parents that exists."""
+    return next(path for path in (folder, *folder.parents) if path.exists())
+
+
 def ensure_files(data_dir: Path, download: bool = True, dataset: str = "mnist") -> None:
     """Make sure the four files of `dataset` are there, downloading them only when they are missing."""
     folder = raw_folder(data_dir, dataset)
@@ -77,10 +83,14 @@ def ensure_files(data_dir: Path, download: bool = True, dataset: str = "mnist") 
     if dataset not in DATASETS:
         reason = "a folder given as data.dataset is never downloaded into"
     elif download:
+        made = [folder, *folder.parents][: len(folder.parts) - len(existing(folder).parts)]  # (deepest first)
         try:
             DATASETS[dataset](data_dir, download=True)
         except (OSError, RuntimeError) as error:  # torchvision reports each failed mirror in one RuntimeError
             reason = f"the download failed: {str(error).strip().splitlines()[-1]}"
+            for empty in made:  # a mistyped data_dir is not left on disk, where the next run would find it
+                with contextlib.suppress(OSError):
+                    empty.rmdir()
     if missing := missing_files(folder):
         title = DATASETS[dataset].__name__ if dataset in DATASETS else "IDX data"
         raise MNISTNotFoundError(

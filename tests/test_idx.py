@@ -24,6 +24,12 @@ def no_network(monkeypatch):
     monkeypatch.setattr(MNIST, "mirrors", ["http://127.0.0.1:9/"])  # any download attempt fails at once
 
 
+def test_a_mistyped_data_folder_is_not_left_on_disk_by_a_failed_download(tmp_path, no_network):
+    with pytest.raises(MNISTNotFoundError, match="download failed"):
+        ensure_files(tmp_path / "typo" / "data", download=True)
+    assert list(tmp_path.iterdir()) == []  # so the next run says the same
+
+
 def test_present_files_are_used_without_any_network(synthetic_data_dir, no_network):
     ensure_files(synthetic_data_dir, download=True)
     images, labels = load_split(synthetic_data_dir, train=True)
