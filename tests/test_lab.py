@@ -6,6 +6,7 @@ data, with real runs (`slow`); the page in headless Chromium.
 
 import base64
 import json
+import re
 import shutil
 import signal
 import urllib.request
@@ -355,8 +356,9 @@ def test_train_watch_stop_pick_and_compare_runs_on_the_page(
         assert "Resume with: mnist-ann fit" in page.find("lab-message").text
 
         page.wait_for(lambda: page.driver.find_elements(page.by.CSS_SELECTOR, '#runs tr[data-run="version_0"]'))
-        row = page.driver.find_element(page.by.CSS_SELECTOR, '#runs tr[data-run="version_0"]')
-        assert "784-40-20-10" in row.text and "SGD" in row.text and "100" in row.text
+        first = '#runs tr[data-run="version_0"]'  # found afresh each time: the table redraws as runs change
+        shown = lambda: page.driver.find_element(page.by.CSS_SELECTOR, first).text  # noqa: E731
+        page.wait_for(lambda: re.search(r"784-40-20-10.*SGD.*100", shown(), re.S))
         page.press('#runs tr[data-run="version_0"]', "Answer with")
         page.find("clear").click()
         answers = page.count("answers")

@@ -51,22 +51,23 @@ class Page:
         )
 
     def wait_for(self, condition, timeout: float = 120):
-        """Wait until `condition()` is true (polled five times a second); what it returned."""
+        """Wait until `condition()` is true (polled five times a second); what it returned. An element the page
+        redrew meanwhile (stale) counts as not yet."""
+        from selenium.common.exceptions import StaleElementReferenceException
         from selenium.webdriver.support.ui import WebDriverWait
 
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.2).until(lambda _: condition())
+        wait = WebDriverWait(
+            self.driver, timeout, poll_frequency=0.2, ignored_exceptions=[StaleElementReferenceException]
+        )
+        return wait.until(lambda _: condition())
 
     def press(self, within: str, button: str) -> None:
         """Click the button labelled `button` inside the element `within` (a CSS selector), found afresh until the
         click lands: the page redraws its tables when what they show changes."""
-        from selenium.common.exceptions import StaleElementReferenceException
 
         def pressed() -> bool:
-            try:
-                found = self.driver.find_element(self.by.CSS_SELECTOR, within)
-                found.find_element(self.by.XPATH, f".//button[text()='{button}']").click()
-            except StaleElementReferenceException:
-                return False
+            found = self.driver.find_element(self.by.CSS_SELECTOR, within)
+            found.find_element(self.by.XPATH, f".//button[text()='{button}']").click()
             return True
 
         self.wait_for(pressed, timeout=30)
