@@ -8,7 +8,6 @@ import torch
 from tests.helpers.browser import CHROMEDRIVER, CHROMIUM
 from tests.helpers.commands import REAL_DATA_DIR, missing
 from tests.helpers.synthetic import write_mnist
-from tests.helpers.training import trained
 
 
 @pytest.fixture(autouse=True)
@@ -39,11 +38,17 @@ def synthetic_data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_checkpoint(synthetic_data_dir, tmp_path_factory) -> Path:
     """A checkpoint of the recipe trained 2 epochs on the synthetic data, for tests that use a trained model."""
+    import lightning as L
+
     from mnist_ann.data import MNISTDataModule
     from mnist_ann.model import MNISTClassifier
 
-    data = MNISTDataModule(synthetic_data_dir, val_size=200)
-    return trained(MNISTClassifier(), data, tmp_path_factory.mktemp("model") / "model.ckpt", epochs=2, seed=0)
+    L.seed_everything(0)
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    trainer.fit(MNISTClassifier(), MNISTDataModule(synthetic_data_dir, val_size=200))
+    path = tmp_path_factory.mktemp("model") / "model.ckpt"
+    trainer.save_checkpoint(path)
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -58,11 +63,17 @@ def real_data_dir() -> Path:
 def recipe_checkpoint(real_data_dir, tmp_path_factory) -> Path:
     """The recipe trained 2 epochs on the real MNIST (seed 42), once a session, for the tests that need a model
     that reads real and drawn digits. Tests that write files copy it first."""
+    import lightning as L
+
     from mnist_ann.data import MNISTDataModule
     from mnist_ann.model import MNISTClassifier
 
-    data = MNISTDataModule(real_data_dir, download=False)
-    return trained(MNISTClassifier(), data, tmp_path_factory.mktemp("recipe") / "recipe.ckpt", epochs=2, seed=42)
+    L.seed_everything(42)
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    trainer.fit(MNISTClassifier(), MNISTDataModule(real_data_dir, download=False))
+    path = tmp_path_factory.mktemp("recipe") / "recipe.ckpt"
+    trainer.save_checkpoint(path)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from io import BytesIO
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 from PIL import Image
@@ -29,7 +30,6 @@ from mnist_ann.model import MNISTClassifier
 from tests.helpers.browser import SCREENSHOT_DIR, STROKES, Page
 from tests.helpers.commands import finish, run_main, start_cli
 from tests.helpers.service import get, post, start_server, stop_server, wait_until_group_gone
-from tests.helpers.training import trained
 from tests.helpers.wait import wait_for
 
 
@@ -296,8 +296,12 @@ HOSTILE_NAMES = [f"<img src=x onerror=\"document.title='X{digit}'\"><b>{digit}</
 @pytest.fixture(scope="module")
 def hostile_checkpoint(synthetic_data_dir, tmp_path_factory) -> Path:
     """A checkpoint from someone else: its class names are HTML with script in it."""
-    model, data = MNISTClassifier(class_names=HOSTILE_NAMES), MNISTDataModule(synthetic_data_dir, val_size=200)
-    return trained(model, data, tmp_path_factory.mktemp("hostile") / "hostile.ckpt", epochs=1, seed=0)
+    L.seed_everything(0)
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    trainer.fit(MNISTClassifier(class_names=HOSTILE_NAMES), MNISTDataModule(synthetic_data_dir, val_size=200))
+    path = tmp_path_factory.mktemp("hostile") / "hostile.ckpt"
+    trainer.save_checkpoint(path)
+    return path
 
 
 @pytest.mark.slow
