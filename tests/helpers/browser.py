@@ -43,21 +43,20 @@ class Page:
 
     def settled(self, answers: int, timeout: float = 20) -> None:
         """Wait until the page has shown `answers` answers and has no request out."""
-        from selenium.webdriver.support.ui import WebDriverWait
-
         body = self.find_body()
-        WebDriverWait(self.driver, timeout).until(
-            lambda _: int(body.get_attribute("data-answers")) >= answers and body.get_attribute("data-busy") == "no"
+        self.wait_for(
+            lambda: int(body.get_attribute("data-answers")) >= answers and body.get_attribute("data-busy") == "no",
+            timeout,
         )
 
     def wait_for(self, condition, timeout: float = 120):
-        """Wait until `condition()` is true (polled five times a second); what it returned. An element the page
+        """Wait until `condition()` is true (polled ten times a second); what it returned. An element the page
         redrew meanwhile (stale) counts as not yet."""
         from selenium.common.exceptions import StaleElementReferenceException
         from selenium.webdriver.support.ui import WebDriverWait
 
         wait = WebDriverWait(
-            self.driver, timeout, poll_frequency=0.2, ignored_exceptions=[StaleElementReferenceException]
+            self.driver, timeout, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]
         )
         return wait.until(lambda _: condition())
 

@@ -3,7 +3,7 @@
 // lab) and compare before and after. Every text from the server is set with textContent.
 import { answerWith, clearPad, current, restore, snapshot } from "./page.js";
 import { element } from "./answer.js";
-import { base64, call } from "./request.js";
+import { call } from "./request.js";
 
 const labelIt = document.getElementById("label-it"), right = document.getElementById("right");
 const message = document.getElementById("handwriting-message");
@@ -55,7 +55,7 @@ async function keep(label) {
     series.shift();
     nextInSeries();
   }
-  const saved = lastSave.then(async () => call("collect", { image: await base64(await taken), label }));
+  const saved = lastSave.then(() => call("collect", { image: taken, label }));
   lastSave = saved.catch(() => null);
   try {
     const { kept, collection } = await saved;
@@ -64,7 +64,7 @@ async function keep(label) {
     document.body.dataset.saved = collection.count;
   } catch (error) {
     say(String(error.message || error), false);
-    restore(await taken, cleared);
+    restore(taken, cleared);
     if (inSeries) {  // that digit is asked for again
       series = [label, ...(series || [])];
       nextInSeries();

@@ -4,7 +4,7 @@
 // version, each request carries the version it was asked for, and an answer for any other version than the
 // pad's current one is dropped. What is kept is the pad at the click (`snapshot`), never an earlier request's.
 import { render } from "./answer.js";
-import { base64, call } from "./request.js";
+import { call } from "./request.js";
 
 const pad = document.getElementById("pad");
 const ink = pad.getContext("2d");
@@ -57,12 +57,16 @@ export function compareWith(model) {
 export function current() {
   return { version, hasInk, answer: chosen.answered === version ? chosen.answer : null, model: chosen.model };
 }
-// The pad as a PNG; the copy is taken at the call, the blob comes later.
-export function snapshot() { return new Promise((resolve) => pad.toBlob(resolve, "image/png")); }
+// The pad as a PNG, base64: taken at the call. (Not `toBlob`: Chromium encodes its blob when the page is idle,
+// up to a second after the last stroke where no frame is drawn.)
+export function snapshot() { return pad.toDataURL("image/png").split(",", 2)[1]; }
 // A drawing put back on the pad (a save that failed), unless something was drawn since `at`.
-export async function restore(blob, at) {
+export async function restore(image, at) {
+  const picture = new Image();
+  picture.src = `data:image/png;base64,${image}`;
+  await picture.decode();
   if (at !== version) return;
-  ink.drawImage(await createImageBitmap(blob), 0, 0);
+  ink.drawImage(picture, 0, 0);
   hasInk = true;
   changed();
   now();
@@ -109,10 +113,9 @@ function now() {
   if (timer) { clearTimeout(timer); timer = null; }
   if (!hasInk) return;
   if (inFlight) { again = true; return; }
-  inFlight = true;  // from here: toBlob answers later
+  inFlight = true;
   busy("yes");
-  const at = version;
-  snapshot().then((blob) => ask(blob, at));
+  ask(snapshot(), version);
 }
 
 // The page's state, for scripts and tests: busy while a request is out, and how many answers it has shown.
@@ -125,9 +128,8 @@ function predict(image, model, explainTarget) {
   return call("predict", request);
 }
 
-async function ask(blob, at) {
+async function ask(image, at) {
   try {
-    const image = await base64(blob);
     const [answer, compared] = await Promise.all([
       predict(image, chosen.model, target.value),
       chosen.compare ? predict(image, chosen.compare, "") : null,

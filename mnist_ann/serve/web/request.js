@@ -1,6 +1,6 @@
-// Talking to the service: a JSON request and its answer (a refusal's message as the error), and a picture
-// file as base64. A service beyond this machine that lets the page train needs its training key: the page
-// opened as /#key=KEY keeps it for this tab (and takes it out of the address bar).
+// Talking to the service: a JSON request and its answer (a refusal's message as the error). A service beyond
+// this machine that lets the page train needs its training key: the page opened as /#key=KEY keeps it for this
+// tab (and takes it out of the address bar).
 
 const given = new URLSearchParams(location.hash.slice(1)).get("key");
 if (given) {
@@ -15,13 +15,4 @@ export async function call(path, body, method = "POST") {
   const answer = await response.json().catch(() => ({ error: `the server answered ${response.status}` }));
   if (!response.ok) throw new Error(answer.error || `the server answered ${response.status}`);
   return answer;
-}
-
-export function base64(blob) {
-  return new Promise((resolve, reject) => {
-    const reader = new FileReader();
-    reader.onload = () => resolve(reader.result.split(",", 2)[1]);
-    reader.onerror = () => reject(reader.error);
-    reader.readAsDataURL(blob);
-  });
 }
