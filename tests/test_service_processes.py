@@ -3,6 +3,7 @@ body against the listening process's memory, Stop in the first second, two servi
 `kill -9` of the main process. Each runs `mnist-ann serve` as a user starts it, on the synthetic data."""
 
 import base64
+import http.client
 import http.server
 import json
 import os
@@ -107,13 +108,13 @@ def bar_picture_png() -> bytes:
     return file.getvalue()
 
 
-def read_to_end(connection: socket.socket) -> str:
-    """What the service answered on a connection it closes after answering."""
+def answer_on(connection: socket.socket) -> http.client.HTTPResponse:
+    """The service's answer to what was sent on `connection`, read whole."""
     connection.settimeout(30)
-    received = b""
-    while chunk := connection.recv(65536):
-        received += chunk
-    return received.decode()
+    answer = http.client.HTTPResponse(connection)
+    answer.begin()
+    answer.body = answer.read().decode()
+    return answer
 
 
 def test_two_workers_run_one_job_count_each_request_once_hold_no_huge_body_and_stop_on_sigterm(
@@ -139,8 +140,9 @@ def test_two_workers_run_one_job_count_each_request_once_hold_no_huge_body_and_s
                     f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                     "Content-Length: 300000000\r\n\r\n".encode()
                 )
-                answer = read_to_end(connection)
-            assert answer.startswith("HTTP/1.1 413") and "300,000,000 bytes, over the 10,485,760 accepted" in answer
+                answer = answer_on(connection)
+            assert answer.status == 413 and "300,000,000 bytes, over the 10,485,760 accepted" in answer.body
+            assert answer.getheader("Connection") == "close"  # the rest of the body is never read
         for path in ("/collect", "/lab/fit", "/predict"):  # streamed with no length: refused as it passes the limit
             with socket.create_connection(("127.0.0.1", port)) as connection:
                 connection.sendall(
@@ -150,7 +152,7 @@ def test_two_workers_run_one_job_count_each_request_once_hold_no_huge_body_and_s
                 for _ in range(10):
                     connection.sendall(b"100000\r\n" + b"[" * 2**20 + b"\r\n")
                 connection.sendall(b"1\r\n[\r\n0\r\n\r\n")  # one byte over, and the end
-                assert read_to_end(connection).startswith("HTTP/1.1 413")
+                assert answer_on(connection).status == 413
         assert group_resident_kib(process.pid) - before < 100_000  # a third of one announced body
         # Each request counted once, by the one HTTP process.
         metrics = get(f"{base}/metrics").decode()

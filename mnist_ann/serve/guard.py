@@ -32,10 +32,12 @@ DRAINED_BYTES = 4 * MAX_BODY_BYTES
 OTHER_PAGE = "refused: this service takes changes only from its own page (the request came from {})"
 
 
-async def refuse(send: Send, status: int, message: str) -> None:
-    """An `{"error": ...}` answer sent straight from a middleware, before any route runs."""
+async def refuse(send: Send, status: int, message: str, close: bool = False) -> None:
+    """An `{"error": ...}` answer sent straight from a middleware, before any route runs; `close`: the connection
+    is closed after it (what is left of a refused body is never read)."""
     body = json.dumps({"error": message}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(b"connection", b"close")] if close else []
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -89,7 +91,7 @@ class BodyLimit:
         if declared.isdigit() and int(declared) > self.max_bytes:
             if int(declared) <= DRAINED_BYTES:
                 await drain(receive, 0)
-            await refuse(send, 413, BodyTooLarge(f"{int(declared):,}", self.max_bytes).detail)
+            await refuse(send, 413, BodyTooLarge(f"{int(declared):,}", self.max_bytes).detail, close=True)
             return
         received, started = 0, False
 
@@ -112,7 +114,7 @@ class BodyLimit:
             await self.app(scope, counted, watched)
         except BodyTooLarge as error:  # read by a middleware (a route's is answered by the exception handler)
             if not started:
-                await refuse(send, error.status_code, error.detail)
+                await refuse(send, error.status_code, error.detail, close=True)
 
 
 async def drain(receive: Receive, received: int) -> None:
