@@ -26,14 +26,15 @@ def trained_run(synthetic_data_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def commands(trained_run):
-    """In fresh processes after that `fit`: `test` of the best checkpoint, `validate` of the last, and
-    `predict` of one picture file, named without brackets and without a config."""
-    workdir, data, _ = trained_run
+    """In fresh processes after that `fit`: the `test` it printed, as printed, `validate` of the last
+    checkpoint, and `predict` of one picture file, named without brackets and without a config."""
+    workdir, data, fit = trained_run
     picture, image = workdir / "digit.png", Image.new("L", (60, 60), 255)
     ImageDraw.Draw(image).line([(30, 10), (30, 50)], fill=0, width=6)  # a "1"
     image.save(picture)
+    [printed] = re.findall(r"Test it on the test images: (mnist-ann test .*)", fit.stdout + fit.stderr)
     return {
-        "test": run_cli("test", "--config", CONFIG, *data, "--ckpt_path", "best", cwd=workdir),
+        "test": run_cli(*shlex.split(printed)[1:], cwd=workdir),
         "validate": run_cli("validate", "--config", CONFIG, *data, "--ckpt_path", "last", cwd=workdir),
         "predict": run_cli("predict", "--ckpt_path", "best", "--data.predict_files", str(picture), cwd=workdir),
     }
@@ -48,14 +49,12 @@ def test_fit_shows_running_loss_and_validation_accuracy_and_saves_run(trained_ru
 
 
 def test_fit_ends_with_its_best_epoch_the_checkpoint_and_the_command_that_tests_it(trained_run):
-    workdir, _, fit = trained_run
+    fit = trained_run[2]
     output = fit.stdout + fit.stderr
     best = "lightning_logs/version_0/checkpoints/best.ckpt"
     assert re.search(rf"Best val/acc \d+\.\d\d% in epoch 0 \(of 0-0\), kept as \S*{best}\n", output)
     [command] = re.findall(r"Test it on the test images: (mnist-ann test .*)", output)
-    assert command.endswith(f"--ckpt_path {best}") and "--data.val_size 200" in command
-    tested = run_cli(*shlex.split(command)[1:], cwd=workdir)  # as printed
-    assert table_values(tested.stdout, "test/acc")
+    assert command.endswith(f"--ckpt_path {best}") and "--data.val_size 200" in command  # run: `commands`
 
 
 def test_the_model_summary_shows_each_layers_sizes_and_the_networks_flops(trained_run):
@@ -64,9 +63,8 @@ def test_the_model_summary_shows_each_layers_sizes_and_the_networks_flops(traine
     assert "Total Flops" in output and not re.search(r"^0 +Total Flops", output, re.MULTILINE)
 
 
-def test_test_from_best_checkpoint_in_a_fresh_process_prints_the_table(commands):
+def test_the_printed_test_command_runs_in_a_fresh_process_and_prints_the_table(commands):
     output = commands["test"].stdout + commands["test"].stderr
-    assert re.search(r"--ckpt_path best -> \S*version_0/checkpoints/best\.ckpt", output)
     [accuracy] = table_values(output, "test/acc")
     assert accuracy > 0.9  # synthetic classes are easy to tell apart
     assert table_values(output, "test/loss")

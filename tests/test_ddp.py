@@ -45,12 +45,13 @@ def test_ddp_fit_and_test_on_3_processes_report_the_exact_single_process_accurac
 
 @pytest.fixture(scope="module")
 def two_process_run(synthetic_data_dir, tmp_path_factory):
-    """The arguments of a 2-process CPU fit of 3 epochs (16 steps each), all levers on, and its final weights."""
+    """The arguments of a 2-process CPU fit of 3 epochs (16 steps each), all levers on, its final weights and
+    its best checkpoint."""
     args = ["fit", "--config", CONFIG, "--config", DDP_CONFIG, "--data.data_dir", str(synthetic_data_dir)]
     args += ["--data.val_size", "200", "--trainer.max_epochs", "3", "--trainer.log_every_n_steps", "5", *LEVERS]
     workdir = tmp_path_factory.mktemp("ddp-whole")
     run_ddp(args, workdir)
-    return args, last_checkpoint(workdir, 0)
+    return args, last_checkpoint(workdir, 0), workdir / "lightning_logs" / "version_0" / "checkpoints" / "best.ckpt"
 
 
 @pytest.mark.slow
@@ -61,7 +62,7 @@ def two_process_run(synthetic_data_dir, tmp_path_factory):
 def test_sigterm_stops_every_process_at_one_step_and_the_run_resumes_exactly(
     two_process_run, tmp_path, who, signal_options
 ):
-    args, whole = two_process_run
+    args, whole, _ = two_process_run
     stop = ["--trainer.callbacks+=tests.helpers.crash.SendSignal", "--trainer.callbacks.at_step=23"]
     stop += ["--trainer.callbacks.signal_name=SIGTERM", *signal_options]
     env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
@@ -83,13 +84,12 @@ def test_sigterm_stops_every_process_at_one_step_and_the_run_resumes_exactly(
 
 @pytest.mark.slow
 def test_predict_on_two_processes_writes_every_row_in_order(two_process_run, tmp_path):
-    args, _ = two_process_run
-    run_ddp([*args, "--trainer.max_epochs", "1"], tmp_path)  # a checkpoint to predict with (a later option wins)
+    best = two_process_run[2]
     pictures = tmp_path / "pictures"
     pictures.mkdir()
     for index in range(11):  # odd: the two processes' shares differ by one
         bar_picture(box=(40 + 10 * index, 30, 100 + 10 * index, 150)).save(pictures / f"{index:02d}.png")
-    predict = ["predict", "--config", CONFIG, "--config", DDP_CONFIG, "--ckpt_path", "best"]
+    predict = ["predict", "--config", CONFIG, "--config", DDP_CONFIG, "--ckpt_path", str(best)]
     predict += ["--data.predict_files", str(pictures), "--trainer.callbacks.output", "rows.csv"]
     predict += ["--trainer.callbacks.explain", "explained"]
     run_ddp(predict, tmp_path)

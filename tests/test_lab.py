@@ -214,7 +214,7 @@ def weight_events(run: Path) -> int:
 
 
 @pytest.mark.slow
-def test_one_run_at_a_time_limits_and_stop_each_refusal_followed_by_a_good_request(
+def test_one_run_at_a_time_limits_stop_and_sigterm_each_refusal_followed_by_a_good_request(
     trained_checkpoint, synthetic_data_dir, tmp_path
 ):
     process, base = lab_server(tmp_path, trained_checkpoint, synthetic_data_dir)
@@ -277,18 +277,12 @@ def test_one_run_at_a_time_limits_and_stop_each_refusal_followed_by_a_good_reque
         status, answer = post(f"{base}/predict", drawing(synthetic_data_dir))  # and the served one still answers
         assert status == 200 and answer["model"]["checkpoint"] == str(trained_checkpoint)
         assert json.loads(get(f"{base}/collect/measure"))["model"]["checkpoint"] == str(trained_checkpoint)
-    finally:
-        stop_server(process)
 
-
-@pytest.mark.slow
-def test_sigterm_to_the_service_stops_its_run_with_the_step_saved_and_no_process_left(
-    trained_checkpoint, synthetic_data_dir, tmp_path
-):
-    process, base = lab_server(tmp_path, trained_checkpoint, synthetic_data_dir)
-    try:
-        post(f"{base}/lab/fit", as_body(LONG_RUN))
-        run = tmp_path / "lightning_logs" / wait_for(lambda: state(base)["run"])
+        # SIGTERM to the service, as a service manager stops it, while a run trains: the run stops with its
+        # step saved, and no process is left.
+        stopped_run = run.name
+        assert post(f"{base}/lab/fit", as_body(LONG_RUN))[0] == 200
+        run = tmp_path / "lightning_logs" / wait_for(lambda: (name := state(base)["run"]) != stopped_run and name)
         wait_for(lambda: weight_events(run) >= 1)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0

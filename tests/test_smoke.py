@@ -3,6 +3,7 @@ is broken end to end (the other test files say how well each part works)."""
 
 import base64
 import json
+import logging
 import signal
 import urllib.request
 from io import BytesIO
@@ -50,10 +51,12 @@ def test_fit_with_no_config_trains_the_recipe(folder, server):
 
 
 @pytest.mark.parametrize(("command", "prints"), [("validate", "val/acc"), ("test", "test/acc"), ("predict", "file")])
-def test_evaluating_commands_run_on_the_best_checkpoint(folder, monkeypatch, capsys, command, prints):
+def test_evaluating_commands_run_on_the_best_checkpoint(folder, monkeypatch, capsys, caplog, command, prints):
     monkeypatch.chdir(folder)
-    run_main(monkeypatch, command, *tiny(folder), "--ckpt_path", "best")
+    with caplog.at_level(logging.INFO):
+        run_main(monkeypatch, command, *tiny(folder), "--ckpt_path", "best")
     assert prints in capsys.readouterr().out
+    assert "--ckpt_path best -> lightning_logs/version_0/checkpoints/best.ckpt" in caplog.messages
 
 
 def test_export_writes_the_model(folder, monkeypatch):
