@@ -29,7 +29,8 @@ NOT_HERE = {  # a part of the command: why it does not run here
 }
 SHORTENED = {  # a pattern of the command: what is added, so that the suite stays short
     r"configs/best\.yaml": "--trainer.max_epochs 1 --trainer.limit_train_batches 50",  # 80 epochs: about 10 minutes
-    r"configs/tune\.yaml": "--n_trials 2 --tune.epochs 1",  # 40 trials of 5 epochs: about 9 minutes
+    # 40 trials of 5 epochs: about 9 minutes (the limit is kept in the best trial's config: tune/tune/best.yaml)
+    r"configs/tune\.yaml": "--n_trials 2 --tune.epochs 1 --trainer.limit_train_batches 50",
     r"tune/tune/best\.yaml": "--trainer.max_epochs 1",  # its network may be ten times the recipe's
     # The README's `mnist-ann fit` with its config named: the README's own runs the whole recipe.
     r"^mnist-ann fit --config configs/default\.yaml$": "--trainer.max_epochs 1",
@@ -78,16 +79,20 @@ def test_every_command_of_the_readme_and_the_docs_runs_as_written(clone, monkeyp
                 if command.startswith(SERVERS):
                     servers.append(start(command, extra, folder, env))
                     continue
-                port = servers[-1][1] if servers else 0
-                command = command.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+                if servers and "127.0.0.1:8000" in command:
+                    process, port, url = servers[-1]
+                    wait_for_answer(process, url)
+                    command = command.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
                 if command.startswith("mnist-ann ") and not SHELL.intersection(command):
                     result = run_here(command, extra, monkeypatch, capfd, caplog)
                 else:
                     result = run(command, extra, folder, env)
                 check(page, command, shown, result)
                 ran.append(command)
+            for process, _, url in servers:  # each server the page started answers
+                wait_for_answer(process, url)
         finally:
-            for process, _ in servers:
+            for process, _, _ in servers:
                 stop_server(process)
     print("\n".join(["not run here:", *(f"  {command}  ({why})" for command, why in skipped)]))
     assert len(ran) >= 20
@@ -118,13 +123,13 @@ def run(command: str, extra: str, folder: Path, env: dict) -> subprocess.Complet
     return result
 
 
-def start(command: str, extra: str, folder: Path, env: dict) -> tuple[subprocess.Popen, int]:
-    """A server the page starts, on a free port of 127.0.0.1, once it answers."""
+def start(command: str, extra: str, folder: Path, env: dict) -> tuple[subprocess.Popen, int, str]:
+    """A server the page starts, on a free port of 127.0.0.1: (process, port, the URL it answers at). It starts
+    while the page's next commands run; the command that uses it, or the page's end, waits for its answer."""
     port = free_port()
     options = f"--port {port}" + ("" if command.startswith("mnist-ann") else " --host 127.0.0.1")
     process = start_cli(cwd=folder, env=env, command=("bash", "-c", f"exec {command} {extra} {options}"))
-    wait_for_answer(process, f"http://127.0.0.1:{port}/" + ("health" if command.startswith("mnist-ann") else ""))
-    return process, port
+    return process, port, f"http://127.0.0.1:{port}/" + ("health" if command.startswith("mnist-ann") else "")
 
 
 def check(page: str, command: str, shown: list[str], result: subprocess.CompletedProcess) -> None:
