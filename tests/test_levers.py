@@ -15,7 +15,7 @@ from mnist_ann.model import MNISTClassifier
 from mnist_ann.network import MLP
 from mnist_ann.schedules import OneCycle, WarmupCosine
 from tests.helpers.accuracy import single_process_test_accuracy
-from tests.helpers.commands import CONFIG, REPO, main_error, run_cli, run_main, table_values
+from tests.helpers.commands import CONFIG, REPO, main_error, run_main, table_values
 from tests.helpers.tensorboard import events
 
 DISTORTION = Distortion(rotation=15, scale=0.15, shear=15, translation=0.1, elastic_alpha=34, elastic_sigma=4)
@@ -55,8 +55,12 @@ def test_warmup_cosine_reaches_the_optimizers_rate_then_falls_to_the_final_ratio
     assert seen[-1] == pytest.approx(0.001, rel=0.05)
 
 
-def test_a_schedule_from_the_config_is_stepped_every_batch_and_logged_as_train_lr(synthetic_data_dir, tmp_path):
-    run_cli(
+def test_a_schedule_from_the_config_is_stepped_every_batch_and_logged_as_train_lr(
+    synthetic_data_dir, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    run_main(
+        monkeypatch,
         "fit",
         "--config",
         CONFIG,
@@ -72,7 +76,6 @@ def test_a_schedule_from_the_config_is_stepped_every_batch_and_logged_as_train_l
         "mnist_ann.schedules.OneCycle",
         "--model.scheduler.max_lr",
         "0.05",
-        cwd=tmp_path,
     )
     logged = [point.value for point in events(tmp_path / "lightning_logs" / "version_0").Scalars("train/lr")]
     assert len(logged) == 2 * 16  # one rate per step: 1,000 images in batches of 64, two epochs
