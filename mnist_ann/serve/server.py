@@ -21,6 +21,7 @@ job through its lifeline, `mnist_ann.serve.jobs`).
 import base64
 import binascii
 import ctypes
+import multiprocessing
 import os
 import secrets
 import signal
@@ -89,10 +90,16 @@ class Prepared:
 class DigitAPI(ls.LitAPI):
     """Decode and prepare pictures, run the network on a batch of them, and answer each in JSON."""
 
-    def __init__(self, checkpoint: str, runs: str, max_batch_size: int = 1, batch_timeout: float = 0.0) -> None:
+    def __init__(
+        self, checkpoint: str, runs: str, max_batch_size: int = 1, batch_timeout: float = 0.0, stopping=None
+    ) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout)
         self.checkpoint, self.runs = checkpoint, runs
         self.service = os.getpid()  # the service's main process, which starts the workers
+        # Set by the main process once it stops (`stop_on_signals`): a worker that LitServe's monitor started
+        # again meanwhile (a SIGTERM to the whole group ended the one before) then leaves at once, instead of
+        # failing with a traceback against LitServe's manager, which the stop has ended.
+        self.stopping = stopping or multiprocessing.get_context("spawn").Event()
 
     def setup(self, device: str) -> None:
         # Ctrl-C reaches every process of the terminal's group: the main process stops this one in order.
@@ -103,6 +110,8 @@ class DigitAPI(ls.LitAPI):
         self.served = self.models.load(Path(self.checkpoint))  # held here: the runs' models come and go from the cache
         # The threads a batch of pictures pays for, chosen as every command chooses them (one, for the recipe).
         use_threads(AUTO, self.served[0], self.max_batch_size)
+        if self.stopping.is_set():
+            os._exit(0)
 
     # (No type annotations on decode_request's request nor on encode_response's result: LitServe makes
     # FastAPI's request and response models of them.)
@@ -218,6 +227,7 @@ def serve(
     # Built once here too, so that a checkpoint the model cannot take fails with its message, not in a worker.
     model = MNISTClassifier.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
     check_port(host, port)
+    stopping = multiprocessing.get_context("spawn").Event()
     local = host == "127.0.0.1"
     if not local and allow_remote_training and training_key is None:
         training_key = secrets.token_urlsafe(16)
@@ -235,6 +245,7 @@ def serve(
         training_allowed=local or allow_remote_training,
         training_key=training_key,
         collect_dir=collect_dir,
+        stopping=stopping,
     )
     # Open connections get this long to finish when the server stops (LitServe's default, 30 s, made a stop
     # under load take that long); a prediction takes milliseconds.
@@ -245,7 +256,7 @@ def serve(
     print(f"serving {checkpoint} with {workers} worker(s): the page {address}/, the API POST {address}/predict")
     if training_key is not None:
         print(f"training and saving from the page need its key: open {address}/#key={training_key}")
-    stop_on_signals()
+    stop_on_signals(stopping)
     die_with_this_process()
     try:
         # One HTTP process whatever the workers (LitServe starts one per worker by default): the lab's job, the
@@ -271,9 +282,11 @@ def service(
     training_allowed: bool = True,
     training_key: str | None = None,
     collect_dir: str = "my_digits",
+    stopping=None,
 ) -> ls.LitServer:
-    """The LitServer of `serve`, its app complete (`mnist_ann.serve.app`), not yet started."""
-    api = DigitAPI(str(checkpoint), str(RUNS), max_batch_size=max_batch_size, batch_timeout=batch_timeout)
+    """The LitServer of `serve`, its app complete (`mnist_ann.serve.app`), not yet started; `stopping`: the
+    event its main process sets when it stops."""
+    api = DigitAPI(str(checkpoint), str(RUNS), max_batch_size, batch_timeout, stopping)
     server = ls.LitServer(
         api,
         accelerator="auto",
@@ -327,9 +340,10 @@ def model_metadata(checkpoint, saved: dict, model: MNISTClassifier) -> dict:
     }
 
 
-def stop_on_signals() -> None:
+def stop_on_signals(stopping) -> None:
     """SIGTERM and SIGINT stop the server as Ctrl-C does: LitServe then stops its HTTP servers and workers in
-    order (SIGINT too, since a process started in the background may have inherited it ignored).
+    order (SIGINT too, since a process started in the background may have inherited it ignored); `stopping`
+    (an event the workers see) is set first.
 
     LitServe's manager process is forked from this one and inherits the handler: there a signal is left to
     this process, which stops it last, since a manager gone first (a signal to the whole process group, as
@@ -339,6 +353,7 @@ def stop_on_signals() -> None:
 
     def stop(signum, frame) -> None:
         if os.getpid() == main:
+            stopping.set()
             raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
