@@ -58,9 +58,10 @@ def in_process(checkpoint: str, body: bytes, requests: int) -> dict:
     """The work of one request without HTTP: the most a server can do with one core per request."""
     import torch
 
-    from mnist_ann.serve.server import DigitAPI
+    from mnist_ann.serve.lab import RUNS
+    from mnist_ann.serve.worker import DigitAPI
 
-    api = DigitAPI(checkpoint)
+    api = DigitAPI(checkpoint, str(RUNS))
     api.setup("cpu")
     torch.set_num_threads(1)
     seconds = []
@@ -83,9 +84,10 @@ def fastapi_peer(checkpoint: str, port: int) -> None:
     import uvicorn
     from fastapi import FastAPI, Request
 
-    from mnist_ann.serve.server import DigitAPI
+    from mnist_ann.serve.lab import RUNS
+    from mnist_ann.serve.worker import DigitAPI
 
-    api = DigitAPI(checkpoint)
+    api = DigitAPI(checkpoint, str(RUNS))
     api.setup("cpu")
     app = FastAPI()
 

@@ -7,6 +7,7 @@
   refused, not executed. A missing, unreadable or foreign file is one clear message.
 - `AtomicCheckpointIO` writes each checkpoint so that no failure, a full disk included, leaves
   neither the old file nor the new one whole.
+- Evaluating a checkpoint logs into the TensorBoard run it was saved in (`log_into_checkpoint_run`).
 """
 
 import pickle
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from jsonargparse import Namespace
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import Tensor
@@ -57,6 +59,23 @@ def checkpoints_under(roots: list[Path], name: str = "*.ckpt") -> list[Path]:
     """The checkpoint files called `name` under the folders `roots`, newest first."""
     found = {path for root in roots if root.is_dir() for path in root.glob(f"**/{name}")}
     return sorted(found, key=lambda path: path.stat().st_mtime, reverse=True)
+
+
+def newest_loadable(folders: list[Path]) -> tuple[Path, int] | None:
+    """The newest checkpoint under `folders` that loads, with its step."""
+    for path in checkpoints_under(folders):
+        try:
+            return path, torch.load(path, map_location="cpu", weights_only=True)["global_step"]
+        except Exception:  # a partial file of some other writer: look further
+            continue
+    return None
+
+
+def differ(saved, configured) -> bool:
+    """Whether a checkpoint's setting and the config's differ (a list in one is a tuple in the other)."""
+    if isinstance(saved, (list, tuple)) and isinstance(configured, (list, tuple)):
+        return list(saved) != list(configured)
+    return saved != configured
 
 
 def checkpoint_roots(trainer: dict) -> list[Path]:
@@ -159,3 +178,20 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return
         with replaced_whole(Path(path)) as file:
             torch.save(checkpoint, file)
+
+
+def log_into_checkpoint_run(trainer: Namespace, checkpoint: Path, logger_class: type) -> None:
+    """Point the TensorBoard logger (`logger_class`, the default one) at the run folder a checkpoint was saved in
+    (`<run>/checkpoints/x.ckpt`)."""
+    logger = trainer.get("logger")
+    if logger in (None, True):  # Lightning's default logger, spelt out so that its version can be set
+        logger = trainer.logger = Namespace(class_path=f"{logger_class.__module__}.{logger_class.__name__}")
+        # No placeholder hp_metric: an experiment summary of Lightning's raw keys would stand in for the whole
+        # folder's HParams tab.
+        logger.init_args = Namespace(save_dir=trainer.get("default_root_dir") or ".", default_hp_metric=False)
+    if not (isinstance(logger, Namespace) and str(logger.get("class_path")).endswith("TensorBoardLogger")):
+        return
+    run, root = checkpoint.parent.parent, logger_root(logger, Path(trainer.get("default_root_dir") or "."))
+    inside_a_run = checkpoint.parent.name == "checkpoints" and run.parent.resolve() == root.resolve()
+    if inside_a_run and logger.init_args.get("version") is None:
+        logger.init_args.version = run.name

@@ -13,7 +13,6 @@ Beyond plain LightningCLI:
 """
 
 import argparse
-import itertools
 import os
 import shlex
 import shutil
@@ -25,8 +24,6 @@ from importlib.metadata import metadata
 from pathlib import Path
 from typing import Any
 
-import torch
-import yaml
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -38,10 +35,13 @@ from mnist_ann.checkpoints import (
     check_fits,
     checkpoint_roots,
     checkpoints_under,
-    logger_root,
+    differ,
+    log_into_checkpoint_run,
+    newest_loadable,
     resolve_checkpoint,
 )
 from mnist_ann.collect import read_as_data
+from mnist_ann.command_lines import check_config_files, fit_summary, without_option
 from mnist_ann.data import MNISTDataModule
 from mnist_ann.errors import (
     ConfigError,
@@ -74,17 +74,15 @@ class MNISTCLI(LightningCLI):
     def __init__(
         self,
         args: list[str] | dict | None = None,
-        search: bool = False,
         callbacks: Sequence[Callback] = (),
         exit_on_error: bool = True,
         run: bool = True,
         **kwargs,
     ) -> None:
-        """`search`: the parser takes tune's `tune:` section; `callbacks`: added to the configs' (tune's
-        pruning); `exit_on_error` false: a config error is raised as jsonargparse's ArgumentError."""
+        """`callbacks`: added to the configs' (tune's pruning); `exit_on_error` false: a config error is raised
+        as jsonargparse's ArgumentError."""
         # The command as given (the resume hint repeats it); a whole config (a tune trial) has none.
         self.command_line = [] if isinstance(args, dict) else list(sys.argv[1:] if args is None else args)
-        self.search = search
         parser_settings = {
             "prog": "mnist-ann",
             "description": metadata("mnist-ann")["Summary"],  # the package's own, from pyproject.toml
@@ -129,12 +127,12 @@ class MNISTCLI(LightningCLI):
             help="torch's threads: auto (one for a network whose step is small, as the recipe's; one per core for "
             "a wide one) or a number (mnist_ann.threads)",
         )
-        if self.search:  # (Optuna, which the search space is made of, is imported by `tune` alone)
-            from mnist_ann.tune.space import Search
+        self.add_search_argument(parser)
 
-            parser.add_argument("--tune", type=Search, help="the search (configs/tune.yaml's `tune:` section)")
-        else:  # the same configs serve fit and tune: a `tune:` section is tune's alone (and run configs hold one)
-            parser.add_argument("--tune", type=dict[str, Any] | None, default=None, help=argparse.SUPPRESS)
+    def add_search_argument(self, parser: LightningArgumentParser) -> None:
+        """`--tune`: the same configs serve fit and tune, and run configs hold a `tune:` section; it is tune's
+        alone (`mnist_ann.tune.study.SearchCLI` reads it), so the other commands take any and ignore it."""
+        parser.add_argument("--tune", type=dict[str, Any] | None, default=None, help=argparse.SUPPRESS)
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         if isinstance(args, dict):  # a whole config (mnist-ann tune's trials), no command line to mix it up with
@@ -180,7 +178,7 @@ class MNISTCLI(LightningCLI):
             )
             rank_zero_info(f"--ckpt_path {path}: the checkpoint's model is used: {settings}")
         if subcommand != "fit":  # (a resumed fit starts a new run: its steps may overlap the first's)
-            log_into_checkpoint_run(config.trainer, path)
+            log_into_checkpoint_run(config.trainer, path, TensorBoardLogger)
 
     def _check_before_running(self) -> None:
         """What can only be checked once the model is built: its optimizer, and that the checkpoint fits it; and
@@ -255,13 +253,9 @@ class MNISTCLI(LightningCLI):
 
     def _kept_checkpoint(self) -> tuple[Path, int] | None:
         """The newest checkpoint of this run that loads, with its step."""
-        folders = [Path(callback.dirpath) for callback in self.trainer.checkpoint_callbacks if callback.dirpath]
-        for path in checkpoints_under(folders):
-            try:
-                return path, torch.load(path, map_location="cpu", weights_only=True)["global_step"]
-            except Exception:  # a partial file of some other writer: look further
-                continue
-        return None
+        return newest_loadable(
+            [Path(callback.dirpath) for callback in self.trainer.checkpoint_callbacks if callback.dirpath]
+        )
 
     def _interrupted(self, signum: signal.Signals) -> Interrupted:
         kept = self._kept_checkpoint()
@@ -294,79 +288,3 @@ class MNISTCLI(LightningCLI):
     def after_predict(self) -> None:
         if failures := self.datamodule.predict_failures:
             raise DataError(f"{len(failures)} of the files given could not be predicted (see the messages above)")
-
-
-def fit_summary(trainer, command_line: list[str]) -> str:
-    """The best checkpoint's score and epoch (counted from 0, as the progress bar counts), and how to test it."""
-    best = next((callback for callback in trainer.checkpoint_callbacks if callback.monitor), None)
-    if best is None or not best.best_model_path or best.best_model_score is None:
-        return ""
-    score = best.best_model_score.item()
-    shown = f"{score:.2%}" if best.monitor.endswith("acc") else f"{score:.4g}"
-    path = str(Path(best.best_model_path))  # (without Lightning's leading ./)
-    epoch = torch.load(path, map_location="cpu", weights_only=True)["epoch"]
-    test = ["mnist-ann", "test", *without_option(command_line[1:], "--ckpt_path"), "--ckpt_path", path]
-    return (
-        f"Best {best.monitor} {shown} in epoch {epoch} (of 0-{trainer.current_epoch - 1}), kept as {path}\n"
-        f"Test it on the test images: {shlex.join(test)}"
-    )
-
-
-def config_files(args: list[str]) -> list[str]:
-    """The config files a command line names, in order."""
-    named = []
-    for option, value in itertools.pairwise(["", *args]):
-        if option in ("--config", "-c"):
-            named.append(value)
-        elif value.startswith("--config="):
-            named.append(value.split("=", 1)[1])
-    return named
-
-
-def check_config_files(parser: LightningArgumentParser, args: list[str]) -> None:
-    """Refuse an empty or malformed YAML config by its name (the parser reports neither by name)."""
-    for path in map(Path, config_files(args)):
-        if not path.is_file():
-            continue  # the parser says so itself
-        try:
-            content = yaml.safe_load(path.read_text())
-        except yaml.MarkedYAMLError as error:
-            mark = error.problem_mark
-            parser.error(f"{path}: not valid YAML: {error.problem} (line {mark.line + 1}, column {mark.column + 1})")
-        except (yaml.YAMLError, UnicodeDecodeError) as error:
-            parser.error(f"{path}: not a YAML file ({error})")
-        if content is None:
-            parser.error(f"{path} is empty: a config holds settings such as `trainer:`, `model:` and `data:`")
-
-
-def without_option(args: list[str], option: str) -> list[str]:
-    """Command-line arguments with every `option VALUE` and `option=VALUE` left out."""
-    kept, skip = [], False
-    for arg in args:
-        if not skip and arg != option and not arg.startswith(f"{option}="):
-            kept.append(arg)
-        skip = arg == option
-    return kept
-
-
-def differ(saved, configured) -> bool:
-    """Whether a checkpoint's setting and the config's differ (a list in one is a tuple in the other)."""
-    if isinstance(saved, (list, tuple)) and isinstance(configured, (list, tuple)):
-        return list(saved) != list(configured)
-    return saved != configured
-
-
-def log_into_checkpoint_run(trainer: Namespace, checkpoint: Path) -> None:
-    """Point the TensorBoard logger at the run folder a checkpoint was saved in (`<run>/checkpoints/x.ckpt`)."""
-    logger = trainer.get("logger")
-    if logger in (None, True):  # Lightning's default logger, spelt out so that its version can be set
-        logger = trainer.logger = Namespace(class_path=TensorBoardLogger.__module__ + ".TensorBoardLogger")
-        # No placeholder hp_metric: an experiment summary of Lightning's raw keys would stand in for the whole
-        # folder's HParams tab.
-        logger.init_args = Namespace(save_dir=trainer.get("default_root_dir") or ".", default_hp_metric=False)
-    if not (isinstance(logger, Namespace) and str(logger.get("class_path")).endswith("TensorBoardLogger")):
-        return
-    run, root = checkpoint.parent.parent, logger_root(logger, Path(trainer.get("default_root_dir") or "."))
-    inside_a_run = checkpoint.parent.name == "checkpoints" and run.parent.resolve() == root.resolve()
-    if inside_a_run and logger.init_args.get("version") is None:
-        logger.init_args.version = run.name

@@ -61,7 +61,7 @@ def test_live_report_writes_the_curves_the_weights_and_a_model_that_answers(synt
     assert all(event["image"].startswith("data:image/png;base64,") for event in events if event["event"] == "weights")
 
     model, about = RunModels(tmp_path / "lightning_logs", "cpu").named("version_0/live")
-    assert about["step"] == steps and about["hidden_sizes"] == [32]
+    assert about["global_step"] == steps and about["hidden_sizes"] == [32]
     for name, tensor in trainer.lightning_module.state_dict().items():
         assert torch.equal(model.state_dict()[name], tensor), name
     assert (run / WEIGHTS).is_file() and not list(run.glob(".*.tmp"))

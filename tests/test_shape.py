@@ -2,11 +2,24 @@
 product's rooms (the command line, monitoring, the service, the search, your handwriting)."""
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mnist_ann"
 LESSON = ["network", "tasks", "model", "data"]
-ROOMS = {"__main__", "cli", "collect", "explain", "export", "live", "monitoring", "predictions", "serve", "tune"}
+ROOMS = {
+    "__main__",
+    "charts",
+    "cli",
+    "collect",
+    "command_lines",
+    "explain",
+    "export",
+    "live",
+    "monitoring",
+    "predictions",
+}
+ROOMS |= {"serve", "tune"}
 
 
 def project_imports(module: str) -> set[str]:
@@ -30,3 +43,43 @@ def test_the_lesson_imports_none_of_the_products_rooms():
             if (PACKAGE / f"{imported}.py").is_file():
                 to_visit.append(imported)
     assert reached & ROOMS == set(), f"the lesson reaches {sorted(reached & ROOMS)}"
+
+
+def imported_names(path: Path) -> list[str]:
+    """Every module `path` imports, at its top or inside a function."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module)
+        elif isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+    return names
+
+
+def test_every_import_points_down_from_the_rooms_to_what_they_stand_on():
+    """The subpackages (the service, the search) are built on the modules of `mnist_ann/`: those import no
+    subpackage (`__main__` names the commands' modules as text), and no subpackage imports another."""
+    subpackages = {path.parent.name for path in PACKAGE.glob("*/__init__.py")}
+    for path in PACKAGE.rglob("*.py"):
+        own = path.relative_to(PACKAGE).parts[0] if path.parent != PACKAGE else None
+        for name in imported_names(path):
+            parts = name.split(".")
+            if parts[0] == "mnist_ann" and len(parts) > 1 and parts[1] in subpackages:
+                assert parts[1] == own, f"{path.relative_to(PACKAGE)} imports {name}: an arrow that climbs"
+
+
+def test_contributings_map_names_every_module():
+    mapped = (PACKAGE.parent / "CONTRIBUTING.md").read_text()
+    modules = [path.relative_to(PACKAGE.parent) for path in PACKAGE.rglob("*.py") if path.name != "__init__.py"]
+    assert [str(module) for module in modules if f"`{module}`" not in mapped] == []
+
+
+def test_no_module_is_over_300_lines():
+    lines = {path.relative_to(PACKAGE).as_posix(): len(path.read_text().splitlines()) for path in PACKAGE.rglob("*.py")}
+    assert {module: count for module, count in lines.items() if count > 300} == {}
+
+
+def test_the_lesson_is_as_short_as_the_readme_says():
+    [bound] = re.findall(r"The lesson is four files, under (\d+) lines", (PACKAGE.parent / "README.md").read_text())
+    lines = sum(len((PACKAGE / f"{module}.py").read_text().splitlines()) for module in LESSON)
+    assert lines < int(bound)

@@ -50,8 +50,7 @@ class RunModels:
         with torch.inference_mode(False):
             model = MNISTClassifier.load_from_checkpoint(path, map_location=self.device, weights_only=True)
         model.eval()
-        run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-        self.loaded[path] = (path.stat().st_mtime, model, describe(path, run, saved, model))
+        self.loaded[path] = (path.stat().st_mtime, model, describe(path, saved, model))
         return model, self.loaded[path][2]
 
     def named(self, name: str) -> tuple[MNISTClassifier, dict]:
@@ -67,13 +66,23 @@ class RunModels:
         return model, {**about, "name": name}
 
 
-def describe(path: Path, run: Path, saved: dict, model: MNISTClassifier) -> dict:
-    """What the page says of the model that answers."""
+def describe(path: Path, saved: dict, model: MNISTClassifier) -> dict:
+    """What GET /info, the answers and the page say of a model: its file, run, task, layers, class names, best
+    validation accuracy and step."""
+    run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    scores = [
+        state["best_model_score"].item()
+        for key, state in saved.get("callbacks", {}).items()
+        if "'monitor': 'val/acc'" in key and state.get("best_model_score") is not None
+    ]
     return {
         "checkpoint": str(path),
         "run": run.name,
+        "task": model.hparams.task,
         "hidden_sizes": list(model.hparams.hidden_sizes),
-        "step": saved.get("global_step"),
+        "class_names": model.class_names,
+        "val_acc_best": max(scores) if scores else None,
+        "global_step": saved.get("global_step"),
     }
 
 

@@ -37,7 +37,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 
-from mnist_ann.cli import MNISTCLI, config_files
+from mnist_ann.cli import MNISTCLI
+from mnist_ann.command_lines import config_files
 from mnist_ann.errors import ConfigError, Interrupted, TrainingDivergedError
 from mnist_ann.idx import ChecksumWarning
 from mnist_ann.monitoring import log_hparams_row, run_hparams, tensorboard_writer
@@ -84,9 +85,16 @@ def parse_options(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return options, fit_args
 
 
+class SearchCLI(MNISTCLI):
+    """`fit`'s command line, whose `tune:` section is the search (`mnist_ann.tune.space.Search`)."""
+
+    def add_search_argument(self, parser) -> None:
+        parser.add_argument("--tune", type=Search, help="the search (configs/tune.yaml's `tune:` section)")
+
+
 def plan(fit_args: list[str]) -> Plan:
     """The configs and options as fit reads them, the `tune:` section apart; every entry checked."""
-    base = MNISTCLI(args=fit_args, run=False, search=True)
+    base = SearchCLI(args=fit_args, run=False)
     search: Search = base.config_init["tune"]
     if not search.space:
         raise ConfigError("tune: the configs name no search space (`tune: space:`); add configs/tune.yaml (--config)")
@@ -98,8 +106,8 @@ def plan(fit_args: list[str]) -> Plan:
 
 
 def run_study(options: argparse.Namespace, fit_args: list[str], argv: list[str]) -> None:
-    # Several tune processes on one machine, each with torch's usual thread per core, slowed a study 7-14x
-    # (spinning threads on too few cores); one thread each makes two processes 1.9x faster than one.
+    # Several tune processes on one machine, each with torch's usual thread per core, slow a study down
+    # (spinning threads on too few cores): one thread each (benchmarks/README.md, "Tune studies").
     torch.set_num_threads(options.threads)
     study_plan = plan(fit_args)
     study_plan.config["threads"] = options.threads  # each trial's fit, as `threads` in its config

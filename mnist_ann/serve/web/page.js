@@ -157,7 +157,7 @@ function describe(answer) {
   const layers = [784, ...about.hidden_sizes, answer.probabilities ? answer.probabilities.length : 1].join("-");
   const scores = document.querySelector(`#runs tr[data-run="${CSS.escape(about.run)}"]`)?.dataset.scores || "";
   document.getElementById("model-about").textContent =
-    `${about.run}, ${file}${about.step === undefined || about.step === null ? "" : ` (step ${about.step})`}, ${layers}${scores}`;
+    `${about.run}, ${file}${about.global_step === undefined || about.global_step === null ? "" : ` (step ${about.global_step})`}, ${layers}${scores}`;
   if (target.options.length !== answer.classes.length + 1) {
     target.replaceChildren(new Option("the answer", ""), ...answer.classes.map((name, index) => new Option(`${name}`, `${index}`)));
   }
