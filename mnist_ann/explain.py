@@ -13,6 +13,7 @@
 - `image_grid`, `labelled_grid`: digits as the network receives them, as one picture (with captions).
 """
 
+import shutil
 from pathlib import Path
 
 import matplotlib
@@ -118,18 +119,22 @@ def log_embedding(
 
     `SummaryWriter.add_embedding` rewrites projector_config.pbtxt with only its own writer's
     embeddings, so a `test` logging into its training run would hide the training's: the config
-    on disk is read first and merged.
+    on disk is read first and merged. The same checkpoint tested again replaces its embedding of that step.
     """
     config_path = Path(writer.get_logdir()) / "projector_config.pbtxt"
     earlier = ProjectorConfig()
     if config_path.is_file():
         text_format.Parse(config_path.read_text(), earlier)
+    for entry in earlier.embeddings:
+        if entry.tensor_name == f"{tag}:{step:05d}":  # (as SummaryWriter names an embedding)
+            shutil.rmtree(config_path.parent / Path(entry.tensor_path).parent, ignore_errors=True)
     writer.add_embedding(features, metadata=labels, label_img=pixels(images), tag=tag, global_step=step)
-    written = ProjectorConfig()
+    written, merged = ProjectorConfig(), ProjectorConfig()
     text_format.Parse(config_path.read_text(), written)
-    new = {entry.tensor_path for entry in written.embeddings}
-    written.embeddings.extend(entry for entry in earlier.embeddings if entry.tensor_path not in new)
-    config_path.write_text(text_format.MessageToString(written))
+    for entry in [*written.embeddings, *earlier.embeddings]:  # each folder once, the newest entry for it
+        if entry.tensor_path not in {kept.tensor_path for kept in merged.embeddings}:
+            merged.embeddings.add().CopyFrom(entry)
+    config_path.write_text(text_format.MessageToString(merged))
 
 
 def explanation_figure(

@@ -1,6 +1,8 @@
 """TensorBoard output of real runs, read back with TensorBoard's own reader and its own server."""
 
 import json
+import re
+import shutil
 import sys
 import urllib.parse
 import urllib.request
@@ -33,6 +35,18 @@ def runs(synthetic_data_dir, tmp_path_factory):
         run_main(monkeypatch, "test", *common, "--ckpt_path", "best")
         run_main(monkeypatch, "test", *common)  # untrained: plenty of misclassified digits to show
     return root / "lightning_logs"
+
+
+def test_testing_a_checkpoint_again_replaces_its_embedding_without_a_warning(
+    runs, synthetic_data_dir, tmp_path, monkeypatch, capfd
+):
+    shutil.copytree(runs / "version_0", tmp_path / "lightning_logs" / "version_0")
+    monkeypatch.chdir(tmp_path)
+    run_main(monkeypatch, "test", "--config", CONFIG, "--data.data_dir", str(synthetic_data_dir), "--ckpt_path", "best")
+    assert "Embedding dir exists" not in capfd.readouterr().out
+    projector = (tmp_path / "lightning_logs" / "version_0" / "projector_config.pbtxt").read_text()
+    paths = re.findall(r'tensor_path: "([^"]+)"', projector)
+    assert paths and len(paths) == len(set(paths))  # the same step's embedding replaced, not listed twice
 
 
 def scalar_counts(accumulator: EventAccumulator) -> dict[str, int]:
