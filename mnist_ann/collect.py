@@ -33,6 +33,7 @@ from torch import Tensor
 from mnist_ann.files import replaced_whole
 from mnist_ann.idx import DATASETS, MNIST_FILES, write_idx
 from mnist_ann.images import load_image, prepare
+from mnist_ann.network import IMAGE_SIDE
 
 DRAWINGS, DIGITS = "drawings", "digits"
 NAME = re.compile(r"(?P<number>\d{6})-(?P<label>\d)\.png")
@@ -155,15 +156,15 @@ class Collection:
             try:
                 with Image.open(path) as picture:
                     pixels = torch.frombuffer(bytearray(picture.convert("L").tobytes()), dtype=torch.uint8)
-                    if picture.size != (28, 28):
-                        raise ValueError(f"{picture.size[0]}x{picture.size[1]}, not 28x28")
+                    if picture.size != (IMAGE_SIDE, IMAGE_SIDE):
+                        raise ValueError(f"{picture.size[0]}x{picture.size[1]}, not {IMAGE_SIDE}x{IMAGE_SIDE}")
             except (OSError, ValueError) as error:
                 problems.append(f"{path}: unreadable ({error}); left out")
                 continue
-            digits.append(pixels.view(28, 28))
+            digits.append(pixels.view(IMAGE_SIDE, IMAGE_SIDE))
             labels.append(label)
             held.append(held_out(number))
-        stacked = torch.stack(digits) if digits else torch.zeros(0, 28, 28, dtype=torch.uint8)
+        stacked = torch.stack(digits) if digits else torch.zeros(0, IMAGE_SIDE, IMAGE_SIDE, dtype=torch.uint8)
         return stacked, torch.tensor(labels, dtype=torch.long), torch.tensor(held, dtype=torch.bool), problems
 
     def rebuild(self) -> None:

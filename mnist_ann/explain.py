@@ -27,7 +27,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
 
 from mnist_ann.data import NORMALIZED_RANGE, pixels
-from mnist_ann.network import MLP
+from mnist_ann.network import IMAGE_SIDE, MLP
 
 DIVERGING = "RdBu_r"  # blue for negative, white for zero, red for positive
 BLACK = NORMALIZED_RANGE[0]  # a black pixel, as the network receives it
@@ -45,7 +45,7 @@ def weight_tiles(network: MLP, columns: int = 16, units: int | None = None, zoom
     first = next(layer for layer in network.layers if isinstance(layer, torch.nn.Linear))
     weights = first.weight.detach()[:units].cpu()
     limit = weights.abs().quantile(0.995).clamp_min(1e-8)  # a few extreme weights would wash out the rest
-    tiles = diverging_colours(weights.view(-1, 28, 28), limit).permute(0, 3, 1, 2)  # (units, 3, 28, 28)
+    tiles = diverging_colours(weights.view(-1, IMAGE_SIDE, IMAGE_SIDE), limit).permute(0, 3, 1, 2)  # (units, 3, H, W)
     tiles = tiles.repeat_interleave(zoom, 2).repeat_interleave(zoom, 3)
     return make_grid(tiles, nrow=columns, padding=2, pad_value=0.5)
 
@@ -66,7 +66,7 @@ def attributions(network: torch.nn.Module, images: Tensor, targets: Tensor, step
         images = images.clone()
         baseline = torch.full_like(images, BLACK)
         attributed = IntegratedGradients(network).attribute(images, baseline, target=targets, n_steps=steps)
-    return attributed.detach().view(len(images), 28, 28)
+    return attributed.detach().view(len(images), IMAGE_SIDE, IMAGE_SIDE)
 
 
 def class_attributions(model, images: Tensor, classes: Tensor) -> Tensor:
@@ -97,7 +97,7 @@ def attribution_grid(
     axes = figure.subplots()
     axes.imshow(grid.permute(1, 2, 0).numpy())
     axes.set_axis_off()
-    cell = 28 + padding
+    cell = IMAGE_SIDE + padding
     for index in range(len(images)):
         captions = (
             f"{names[true[index]]} as {names[predicted[index]]}",
@@ -179,7 +179,7 @@ def labelled_grid(images: Tensor, true: Tensor, predicted: Tensor, names: list[s
     with large captions, shrunk only where class names are long (Fashion-MNIST's clothes).
     """
     padding = 24  # grid pixels between digits: the caption goes in the gap under each
-    cell = 28 + padding
+    cell = IMAGE_SIDE + padding
     grid = image_grid(images, columns, padding, pad_value=1.0)  # white paper under the captions
     rows = -(-len(images) // columns)
     captions = [
@@ -194,7 +194,7 @@ def labelled_grid(images: Tensor, true: Tensor, predicted: Tensor, names: list[s
     axes.set_axis_off()
     for index, caption in enumerate(captions):
         row, column = divmod(index, columns)
-        x, y = column * cell + padding + 14, row * cell + padding + 28
+        x, y = column * cell + padding + IMAGE_SIDE // 2, row * cell + padding + IMAGE_SIDE
         axes.text(x, y, caption, color="darkred", fontsize=fontsize, ha="center", va="top")
     axes.set_title("misclassified (true>predicted)", fontsize=15)
     figure.tight_layout(pad=0.2)

@@ -19,7 +19,7 @@ from torch import Tensor
 from torchvision.datasets import MNIST, FashionMNIST
 
 from mnist_ann.errors import DataError, MNISTNotFoundError
-from mnist_ann.network import DIGITS
+from mnist_ann.network import DIGITS, IMAGE_SIDE
 
 DATA_DIR_ENV = "MNIST_ANN_DATA_DIR"
 DEFAULT_DATA_DIR = "data"
@@ -146,7 +146,10 @@ def load_split(data_dir: Path, train: bool, dataset: str = "mnist") -> tuple[Ten
     labels_path = idx_path(folder, f"{prefix}-labels-idx1-ubyte")
     if images_path is None or labels_path is None:
         raise MNISTNotFoundError(f"{folder}: the {prefix} images or labels are missing")
-    (images, images_content), (labels, labels_content) = read_idx(images_path, (28, 28)), read_idx(labels_path, ())
+    (images, images_content), (labels, labels_content) = (
+        read_idx(images_path, (IMAGE_SIDE, IMAGE_SIDE)),
+        read_idx(labels_path, ()),
+    )
     labels = labels.long()
     if len(images) != len(labels):
         raise DataError(f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels")

@@ -17,10 +17,11 @@ from torch import Tensor
 from torchvision.transforms.v2 import functional as F
 
 from mnist_ann.errors import DataError
+from mnist_ann.network import IMAGE_SIDE
 
 log = logging.getLogger(__name__)
 
-BOX, FRAME = 20, 28
+BOX, FRAME = 20, IMAGE_SIDE
 # Larger is refused from its header, before decoding: a decompression bomb, or no digit anyone drew (a
 # 12-megapixel phone photo is 4000x3000). Decoding is what a picture costs the service's worker.
 MAX_PIXELS = 4096 * 4096

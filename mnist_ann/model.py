@@ -26,7 +26,7 @@ from torchmetrics import MaxMetric, MetricCollection
 from mnist_ann.checkpoints import check_checkpoint, check_fits
 from mnist_ann.errors import ConfigError
 from mnist_ann.lean import LeanLightningModule
-from mnist_ann.network import DIGITS, MLP
+from mnist_ann.network import DIGITS, IMAGE_SIDE, MLP
 from mnist_ann.schedules import ScheduleCallable
 from mnist_ann.tasks import PositiveRule, TaskName, accuracy, make_task
 
@@ -89,7 +89,7 @@ class MNISTClassifier(LeanLightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         # One image: the model summary at the start of `fit` shows each layer's input and output sizes and FLOPs.
-        self.example_input_array = torch.zeros(1, 1, 28, 28)
+        self.example_input_array = torch.zeros(1, 1, IMAGE_SIDE, IMAGE_SIDE)
         try:
             self.task = make_task(task, positive, label_smoothing)
         except ValueError as error:

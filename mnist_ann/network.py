@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-IMAGE_PIXELS = 28 * 28
+IMAGE_SIDE = 28  # MNIST's images: 28x28 pixels
+IMAGE_PIXELS = IMAGE_SIDE * IMAGE_SIDE
 NUM_CLASSES = 10
 DIGITS = [str(digit) for digit in range(NUM_CLASSES)]  # the classes' names, unless the data names them
 

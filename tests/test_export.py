@@ -1,5 +1,6 @@
 """`export`: files that run without this package and give the checkpoint's outputs."""
 
+import json
 import shutil
 import sys
 
@@ -55,6 +56,14 @@ def test_the_onnx_file_alone_is_the_whole_model(trained_checkpoint, synthetic_da
     with torch.no_grad():
         expected = MNISTClassifier.load_from_checkpoint(trained_checkpoint, weights_only=True).eval()(images).numpy()
     np.testing.assert_allclose(session.run(["logits"], {"images": images.numpy()})[0], expected, atol=1e-5, rtol=0)
+    said = session.get_modelmeta().custom_metadata_map  # and what its input and output mean
+    assert json.loads(said["class_names"]) == [str(digit) for digit in range(10)] and said["task"] == "multiclass"
+    assert (said["input_shape"], said["input_scale"], said["input_mean"], said["input_std"]) == (
+        "N,1,28,28",
+        "1/255",
+        "0.5",
+        "0.5",
+    )
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ from mnist_ann.cli import RECIPE as RECIPE_CONFIG
 from mnist_ann.errors import DataError
 from mnist_ann.idx import ensure_files, idx_path, raw_folder
 from mnist_ann.live import EVENTS
+from mnist_ann.network import IMAGE_PIXELS, NUM_CLASSES
 from mnist_ann.serve.guard import OwnPage
 from mnist_ann.serve.jobs import Lab
 from mnist_ann.serve.runs import RUN, list_runs
@@ -80,7 +81,7 @@ class FitSettings(LabRequest):
 
     @model_validator(mode="after")
     def within_limits(self) -> "FitSettings":
-        widths = [784, *self.hidden_sizes, 10]
+        widths = [IMAGE_PIXELS, *self.hidden_sizes, NUM_CLASSES]
         if (parameters := sum(a * b + b for a, b in itertools.pairwise(widths))) > LIMITS["parameters"]:
             raise ValueError(f"hidden_sizes: {parameters:,} parameters, over the {LIMITS['parameters']:,} allowed here")
         return self
