@@ -145,6 +145,9 @@ def check(page: str, command: str, shown: list[str], result: subprocess.Complete
         assert re.search(r"Best val/acc 97\.\d\d% in epoch \d \(of 0-9\), kept as lightning_logs/version_0/", printed)
         test_it = "Test it on the test images: mnist-ann test --ckpt_path lightning_logs/version_0/checkpoints/best"
         assert test_it in printed
+    if page == "docs/reference.md" and command.startswith("mnist-ann tune"):  # trained as docs/tune.md trains it
+        [train] = [line for line, _ in commands(REPO / "docs" / "tune.md") if line.startswith("mnist-ann fit")]
+        assert f"train it with: {train}\n" in printed
     if page == "README.md" and command.startswith("mnist-ann test --ckpt_path best"):
         accuracy = float(re.search(r"test/acc\s+([0-9.]+)", printed).group(1))
         assert 0.971 <= accuracy <= 0.978  # "97.1-97.8%, by seed and by machine"

@@ -324,7 +324,7 @@ def test_a_study_goes_on_only_with_its_own_space_and_settings(synthetic_data_dir
     args = ["tune", "--config", CONFIG, *data(synthetic_data_dir)]
     run_main(monkeypatch, *args, "--config", study_config(tmp_path, 1, epochs=1))
     hint = f"train it with: mnist-ann fit --config {CONFIG} --config tune/tune/best.yaml"
-    assert hint in capsys.readouterr().out  # the study's own configs, less the one that only holds the search
+    assert hint in capsys.readouterr().out  # the study's own configs, less the search's
 
     other_space = {"model.hidden_sizes": {"choices": [[16], [32]]}}
     message = main_error(monkeypatch, *args, "--config", study_config(tmp_path, 2, epochs=1, **other_space))

@@ -47,7 +47,6 @@ from mnist_ann.tune.space import METRIC, Plan, Search, check_space, short_name, 
 from mnist_ann.tune.storage import open_study, retry
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-# What a study keeps of the settings it was started with: going on under others would rank unlike trials.
 
 
 def tune(argv: list[str]) -> None:
