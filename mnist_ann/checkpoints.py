@@ -27,8 +27,9 @@ from mnist_ann.files import replaced_whole
 ALIASES = ("best", "last")
 
 
-def resolve_checkpoint(requested: str, trainer: dict) -> Path:
-    """`best` / `last`: that file of the newest run under `trainer`'s logger folders; else the path itself.
+def resolve_checkpoint(requested: str, trainer: dict | None = None) -> Path:
+    """`best` / `last`: that file of the newest run under `trainer`'s logger folders (the default logger's,
+    lightning_logs/, without a trainer config: `export` and `serve`); else the path itself.
 
     The newest run is the one that wrote the newest checkpoint. When it has no such file (a run
     stopped before its first validation has `last.ckpt` only), that is an error, not a silent
@@ -36,7 +37,7 @@ def resolve_checkpoint(requested: str, trainer: dict) -> Path:
     """
     if requested not in ALIASES:
         return Path(requested)
-    roots = checkpoint_roots(trainer)
+    roots = checkpoint_roots(trainer or {})
     everything = checkpoints_under(roots)
     if not everything:
         where = " or ".join(str(root) for root in roots)

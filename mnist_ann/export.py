@@ -43,7 +43,7 @@ def export(ckpt_path: str = "best", output_dir: str = "export", onnx: bool = Tru
             f"--onnx needs {' and '.join(missing)}: pip install 'mnist-ann[onnx]', or pass --onnx false "
             "(nothing was written)"
         )
-    path = resolve_checkpoint(ckpt_path, {})
+    path = resolve_checkpoint(ckpt_path)
     check_checkpoint(path, unsafe_option=None)  # (export always loads weights only)
     model = MNISTClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)
     network = model.net.eval()

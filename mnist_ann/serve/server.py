@@ -80,7 +80,7 @@ def serve(
     # The HTTP process, forked from this one, runs torch too (the collection, the measurements): a thread pool
     # this process had started would deadlock there, since a fork copies no threads.
     torch.set_num_threads(1)
-    checkpoint = resolve_checkpoint(ckpt_path, {})
+    checkpoint = resolve_checkpoint(ckpt_path)
     saved = check_checkpoint(checkpoint, unsafe_option=None)  # (serve always loads weights only)
     # Built once here too, so that a checkpoint the model cannot take fails with its message, not in a worker.
     model = MNISTClassifier.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
