@@ -150,10 +150,11 @@ class MNISTCLI(LightningCLI):
                 # when one is given, as Lightning's own logger would.
                 logger["init_args"]["save_dir"] = trainer.default_root_dir
             self._resolve_ckpt_path(subcommand, self.config[subcommand])
-            if trainer.enable_progress_bar is False and isinstance(trainer.callbacks, list):
-                # The configs set up a TQDMProgressBar; turning the bar off means without it (Lightning
-                # would refuse the pair).
-                trainer.callbacks = [c for c in trainer.callbacks if not c.class_path.endswith("ProgressBar")]
+            # The configs set up a TQDMProgressBar and a ModelSummary; turning either off means without it
+            # (Lightning would refuse the pair).
+            for switch, callback in [("enable_progress_bar", "ProgressBar"), ("enable_model_summary", "ModelSummary")]:
+                if trainer[switch] is False and isinstance(trainer.callbacks, list):
+                    trainer.callbacks = [c for c in trainer.callbacks if not c.class_path.endswith(callback)]
             if subcommand != "fit":
                 self.save_config_kwargs["config_filename"] = f"{subcommand}-config.yaml"  # beside fit's config.yaml
                 for note in RESTORE_NOTES:

@@ -1,6 +1,7 @@
 """The command line end to end, as a user runs it: real processes on synthetic IDX files, each command
 run once per module and checked by several tests; what needs no process of its own runs in this one."""
 
+import logging
 import re
 import shlex
 from pathlib import Path
@@ -60,7 +61,21 @@ def test_fit_ends_with_its_best_epoch_the_checkpoint_and_the_command_that_tests_
 def test_the_model_summary_shows_each_layers_sizes_and_the_networks_flops(trained_run):
     output = trained_run[2].stdout + trained_run[2].stderr
     assert re.search(r"\| net +\| MLP +\| 109 K .*\| 218 K +\| \[1, 1, 28, 28\] \| \[1, 10\]", output)
+    for name, sizes in [
+        ("1", r"\[1, 784\] +\| \[1, 128\]"),
+        ("3", r"\[1, 128\] +\| \[1, 64\]"),
+        ("5", r"\[1, 64\] +\| \[1, 10\]"),
+    ]:
+        assert re.search(rf"\| net\.layers\.{name} +\| Linear .*\| {sizes}", output)  # and each layer's
     assert "Total Flops" in output and not re.search(r"^0 +Total Flops", output, re.MULTILINE)
+
+
+def test_the_summary_and_the_progress_bar_can_be_turned_off(synthetic_data_dir, tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    args = ["fit", "--data.data_dir", str(synthetic_data_dir), "--data.val_size=200", "--trainer.max_epochs=1"]
+    with caplog.at_level(logging.INFO):
+        run_main(monkeypatch, *args, "--trainer.enable_model_summary=false", "--trainer.enable_progress_bar=false")
+    assert not [message for message in caplog.messages if "Total params" in message]
 
 
 def test_the_printed_test_command_runs_in_a_fresh_process_and_prints_the_table(commands):
