@@ -17,6 +17,7 @@ from mnist_ann.checkpoints import check_checkpoint
 from mnist_ann.errors import CheckpointError
 from mnist_ann.live import EVENTS, WEIGHTS
 from mnist_ann.model import MNISTClassifier
+from mnist_ann.network import IMAGE_PIXELS, NUM_CLASSES
 
 RUN = re.compile(r"version_\d{1,9}")
 MODEL = re.compile(rf"(?P<run>{RUN.pattern})(?:/(?P<file>best|last|live))?")
@@ -126,7 +127,8 @@ def settings(config: Path) -> dict:
     taught += [Path(str(data["extra_data"])).name] if data.get("extra_data") else []
     return {
         "hidden_sizes": model.get("hidden_sizes"),
-        "outputs": 10 if model.get("task", "multiclass") == "multiclass" else 1,
+        "inputs": IMAGE_PIXELS,
+        "outputs": NUM_CLASSES if model.get("task", "multiclass") == "multiclass" else 1,
         "taught_from": " + ".join(taught) or None,  # a run fine-tuned from another's weights, on drawings
         "optimizer": str(optimizer.get("class_path", "")).rsplit(".", 1)[-1],
         "lr": optimizer.get("init_args", {}).get("lr"),

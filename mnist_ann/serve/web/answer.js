@@ -29,7 +29,8 @@ function gray(canvas, values, columns, scale) {
 // magnitudes, so that a few strong pixels do not wash out the rest.
 function diverging(canvas, values) {
   const context = canvas.getContext("2d");
-  const pixels = context.createImageData(28, 28);
+  const side = Math.round(Math.sqrt(values.length));
+  const pixels = context.createImageData(side, side);
   const magnitudes = values.map(Math.abs).filter((value) => value > 0).sort((a, b) => a - b);
   const top = magnitudes.length ? magnitudes[Math.floor(0.95 * (magnitudes.length - 1))] : 1e-9;
   values.forEach((value, index) => {
@@ -85,16 +86,17 @@ export function render(answer, root, layers) {
   bars.replaceChildren();
   layers.replaceChildren();
   if (!answer) {
-    if (seen) gray(seen, new Array(784).fill(0), 28, 5);
+    if (seen) gray(seen, new Array(seen.width * seen.height).fill(0), seen.width, 5);
     if (why) {
-      diverging(why, new Array(784).fill(0));
+      diverging(why, new Array(why.width * why.height).fill(0));
       root.querySelector(".why-caption").textContent = "pixels that pushed toward the answer (red) and away from it (blue)";
     }
     answerBox.replaceChildren("?");
     return;
   }
   const flat = answer.input.flat();
-  if (seen) gray(seen, flat, 28, 5);
+  const side = answer.input.length;  // the network's input picture: side x side pixels
+  if (seen) gray(seen, flat, side, 5);
   if (why) {
     diverging(why, answer.attribution.flat());
     root.querySelector(".why-caption").textContent =
@@ -115,7 +117,7 @@ export function render(answer, root, layers) {
     const logit = logits.length === answer.probabilities.length ? logits[index] : undefined;
     bars.append(bar(answer.classes[index], p, logit, index === answer.class));
   });
-  layers.append(layer("input", "784 pixels", gray(document.createElement("canvas"), flat, 28, 4)));
+  layers.append(layer("input", `${flat.length} pixels`, gray(document.createElement("canvas"), flat, side, 4)));
   answer.layers.slice(0, -1).forEach((units, index) => {
     const columns = Math.ceil(Math.sqrt(units.length));
     const canvas = gray(document.createElement("canvas"), units, columns, Math.max(3, Math.floor(140 / columns)));

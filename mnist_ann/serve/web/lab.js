@@ -196,7 +196,7 @@ function runRow(run) {
   row.dataset.run = run.run;
   row.dataset.scores = `${run.val_acc === null ? "" : `, validation ${percent(run.val_acc)}`}`
     + `${run.test_acc === null ? "" : `, test ${percent(run.test_acc)}`}`;
-  const layers = s.hidden_sizes ? [784, ...s.hidden_sizes, s.outputs ?? 10].join("-") : "";
+  const layers = s.hidden_sizes ? [s.inputs, ...s.hidden_sizes, s.outputs].join("-") : "";
   const name = s.taught_from ? `${run.run}, taught from ${s.taught_from}` : run.run;
   const headings = [...document.querySelectorAll("#runs thead th")].map((th) => th.textContent);
   [name, layers, s.optimizer ?? "", s.lr ?? "", s.epochs ?? "", percent(run.val_acc), percent(run.test_acc),

@@ -154,7 +154,8 @@ async function ask(image, at) {
 function describe(answer) {
   const about = answer.model;
   const file = about.checkpoint.split("/").pop();
-  const layers = [784, ...about.hidden_sizes, answer.probabilities ? answer.probabilities.length : 1].join("-");
+  const inputs = answer.input.flat().length;  // (the page asks every answer to explain itself)
+  const layers = [inputs, ...about.hidden_sizes, answer.probabilities ? answer.probabilities.length : 1].join("-");
   const scores = document.querySelector(`#runs tr[data-run="${CSS.escape(about.run)}"]`)?.dataset.scores || "";
   document.getElementById("model-about").textContent =
     `${about.run}, ${file}${about.global_step === undefined || about.global_step === null ? "" : ` (step ${about.global_step})`}, ${layers}${scores}`;
