@@ -129,10 +129,11 @@ def log_embedding(
         if entry.tensor_name == f"{tag}:{step:05d}":  # (as SummaryWriter names an embedding)
             shutil.rmtree(config_path.parent / Path(entry.tensor_path).parent, ignore_errors=True)
     writer.add_embedding(features, metadata=labels, label_img=pixels(images), tag=tag, global_step=step)
-    written, merged = ProjectorConfig(), ProjectorConfig()
+    written, merged, listed = ProjectorConfig(), ProjectorConfig(), set()
     text_format.Parse(config_path.read_text(), written)
     for entry in [*written.embeddings, *earlier.embeddings]:  # each folder once, the newest entry for it
-        if entry.tensor_path not in {kept.tensor_path for kept in merged.embeddings}:
+        if entry.tensor_path not in listed:
+            listed.add(entry.tensor_path)
             merged.embeddings.add().CopyFrom(entry)
     config_path.write_text(text_format.MessageToString(merged))
 

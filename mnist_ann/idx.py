@@ -146,10 +146,8 @@ def load_split(data_dir: Path, train: bool, dataset: str = "mnist") -> tuple[Ten
     labels_path = idx_path(folder, f"{prefix}-labels-idx1-ubyte")
     if images_path is None or labels_path is None:
         raise MNISTNotFoundError(f"{folder}: the {prefix} images or labels are missing")
-    (images, images_content), (labels, labels_content) = (
-        read_idx(images_path, (IMAGE_SIDE, IMAGE_SIDE)),
-        read_idx(labels_path, ()),
-    )
+    images, images_content = read_idx(images_path, (IMAGE_SIDE, IMAGE_SIDE))
+    labels, labels_content = read_idx(labels_path, ())
     labels = labels.long()
     if len(images) != len(labels):
         raise DataError(f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels")
