@@ -30,7 +30,7 @@ from mnist_ann.serve.middleware import one_message
 from mnist_ann.serve.runs import CACHED_MODELS, RunModels, list_runs
 from tests.helpers.browser import SCREENSHOT_DIR, STROKES, Page
 from tests.helpers.commands import run_main
-from tests.helpers.service import get, post, start_server, stop_server, wait_until_group_gone
+from tests.helpers.service import get, lab_job, lab_server, post, stop_server, wait_until_group_gone
 from tests.helpers.wait import wait_for
 
 
@@ -187,14 +187,6 @@ def test_a_job_killed_or_stopped_at_once_says_what_happened_and_lists_nothing(
 # The service, as a user runs it: in a folder of its own, on the synthetic data.
 
 
-def lab_server(folder: Path, checkpoint: Path, data_dir: Path, *args: str):
-    return start_server(checkpoint, *args, cwd=folder, env={"MNIST_ANN_DATA_DIR": str(data_dir)})
-
-
-def state(base: str) -> dict:
-    return json.loads(get(f"{base}/lab"))["job"]
-
-
 def drawing(data_dir: Path, **fields) -> bytes:
     """A request to POST /predict: a synthetic test digit as a PNG file, with `fields`."""
     picture = BytesIO()
@@ -233,22 +225,22 @@ def test_one_run_at_a_time_limits_stop_and_sigterm_each_refusal_followed_by_a_go
         assert status == 200 and job["state"] == "running"
         status, refused = post(f"{base}/lab/fit", as_body(LONG_RUN))
         assert status == 409 and "in progress" in refused["error"]
-        run = tmp_path / "lightning_logs" / wait_for(lambda: state(base)["run"])
+        run = tmp_path / "lightning_logs" / wait_for(lambda: lab_job(base)["run"])
 
         # A page that reads the events and goes away leaves the run going.
         with urllib.request.urlopen(f"{base}/lab/events", timeout=30) as events:
             assert events.readline().startswith(b"event: job")
         wait_for(lambda: weight_events(run) >= 2)
-        assert state(base)["state"] == "running"
+        assert lab_job(base)["state"] == "running"
 
         assert post(f"{base}/lab/stop", b"{}")[0] == 200
-        stopped = wait_for(lambda: (job := state(base))["state"] == "stopped" and job)
+        stopped = wait_for(lambda: (job := lab_job(base))["state"] == "stopped" and job)
         assert (run / "checkpoints" / "last.ckpt").is_file()
         assert "Resume with: mnist-ann fit" in stopped["message"] and live_events(run)[-1]["reason"] == "stopped"
 
         status, job = post(f"{base}/lab/test", as_body({"run": run.name}))  # and the next job starts
         assert status == 200 and job["kind"] == "test"
-        wait_for(lambda: state(base)["state"] == "finished")
+        wait_for(lambda: lab_job(base)["state"] == "finished")
         [listed] = json.loads(get(f"{base}/lab/runs"))
         assert listed["run"] == run.name and 0 <= listed["test_acc"] <= 1
         assert post(f"{base}/lab/test", as_body({"run": "../x"}))[0] == 422
@@ -282,7 +274,7 @@ def test_one_run_at_a_time_limits_stop_and_sigterm_each_refusal_followed_by_a_go
         # step saved, and no process is left.
         stopped_run = run.name
         assert post(f"{base}/lab/fit", as_body(LONG_RUN))[0] == 200
-        run = tmp_path / "lightning_logs" / wait_for(lambda: (name := state(base)["run"]) != stopped_run and name)
+        run = tmp_path / "lightning_logs" / wait_for(lambda: (name := lab_job(base)["run"]) != stopped_run and name)
         wait_for(lambda: weight_events(run) >= 1)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0

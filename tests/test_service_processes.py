@@ -18,20 +18,12 @@ import pytest
 import torch
 
 from tests.helpers.commands import finish, free_port, unexpected_warnings
-from tests.helpers.service import get, post, start_server, stop_server, wait_until_group_gone
+from tests.helpers.service import get, lab_job, lab_server, post, stop_server, wait_until_group_gone
 from tests.helpers.synthetic import bar_picture
 from tests.helpers.wait import wait_for
 
 pytestmark = pytest.mark.slow
 LONG_RUN = json.dumps({"hidden_sizes": [48, 24], "epochs": 100, "batch_size": 32, "val_size": 200}).encode()
-
-
-def lab_server(folder: Path, checkpoint: Path, data_dir: Path, *args: str):
-    return start_server(checkpoint, *args, cwd=folder, env={"MNIST_ANN_DATA_DIR": str(data_dir)})
-
-
-def job(base: str) -> dict:
-    return json.loads(get(f"{base}/lab"))["job"]
 
 
 def group_resident_kib(group: int) -> int:
@@ -84,7 +76,7 @@ def test_another_origins_page_in_chromium_starts_nothing_and_saves_nothing(
             wait_for(lambda: browser.execute_script("return document.readyState") == "complete", timeout=30)
             metrics = get(f"{base}/metrics").decode()
             assert 'path="/collect",status="403"' in metrics or 'path="/collect",status="415"' in metrics
-            assert job(base)["state"] == "idle" and not (tmp_path / "my_digits").exists()
+            assert lab_job(base)["state"] == "idle" and not (tmp_path / "my_digits").exists()
             assert not (tmp_path / "lightning_logs").exists()
         # The service's own page still saves (the page's browser tests drive the rest of it).
         browser.get(f"{base}/")
@@ -128,7 +120,7 @@ def test_two_workers_run_one_job_count_each_request_once_hold_no_huge_body_and_s
         assert sorted(answers) == [200, 409, 409, 409]
         # Stop at once, before the first step: stopped, and no run folder that lists nothing.
         assert post(f"{base}/lab/stop", b"{}")[0] == 200
-        ended = wait_for(lambda: (state := job(base))["state"] not in ("running", "stopping") and state)
+        ended = wait_for(lambda: (state := lab_job(base))["state"] not in ("running", "stopping") and state)
         assert ended["state"] == "stopped" and ended["message"], ended
         assert all((run / "checkpoints").is_dir() for run in (tmp_path / "lightning_logs").glob("version_*"))
         assert all(run["settings"] for run in json.loads(get(f"{base}/lab/runs")))
@@ -174,11 +166,11 @@ def test_a_killed_service_leaves_no_process_and_never_touches_another_services_j
     second, _ = lab_server(tmp_path, trained_checkpoint, synthetic_data_dir)
     try:
         assert post(f"{first_base}/lab/fit", LONG_RUN)[0] == 200
-        run = tmp_path / "lightning_logs" / wait_for(lambda: job(first_base)["run"])
+        run = tmp_path / "lightning_logs" / wait_for(lambda: lab_job(first_base)["run"])
         wait_for(lambda: (run / "live.pt").is_file())
         stop_server(second)  # the other service in the same folder stops: the first's run goes on
         wait_until_group_gone(second.pid)
-        assert job(first_base)["state"] == "running"
+        assert lab_job(first_base)["state"] == "running"
 
         os.kill(first.pid, signal.SIGKILL)  # the main process alone
         assert first.wait(timeout=30) == -signal.SIGKILL

@@ -26,6 +26,16 @@ def start_server(checkpoint, *args: str, timeout: float = 120, cwd: Path | None 
     return process, base
 
 
+def lab_server(folder: Path, checkpoint: Path, data_dir: Path, *args: str):
+    """`mnist-ann serve` in `folder`, its lab training on the data in `data_dir`; (process, base URL)."""
+    return start_server(checkpoint, *args, cwd=folder, env={"MNIST_ANN_DATA_DIR": str(data_dir)})
+
+
+def lab_job(base: str) -> dict:
+    """The lab's job now, as GET /lab says: its kind, state, run and message."""
+    return json.loads(get(f"{base}/lab"))["job"]
+
+
 def wait_for_answer(process, url: str, timeout: float = 120, accept=lambda body: True) -> None:
     """`url` once it answers a body `accept` takes, while `process` (a server) runs; else the server is
     stopped and the test fails with what it printed."""
