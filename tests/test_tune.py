@@ -153,12 +153,7 @@ def ran_in(process, trial) -> bool:
 def wait_for_trials(tmp_path, process, reached) -> None:
     """Until the study's trials satisfy `reached`; the test fails if `process` ends before."""
 
-    def reached_or_ended() -> str | None:
-        if reached(trials_so_far(tmp_path)):
-            return "reached"
-        return "ended" if process.poll() is not None else None
-
-    if wait_for(reached_or_ended, timeout=300, every=0.1) == "ended":
+    if not wait_for(lambda: reached(trials_so_far(tmp_path)), timeout=300, every=0.1, while_running=process):
         pytest.fail(f"the study did not get there; {' '.join(process.args)} exited {process.returncode}")
 
 

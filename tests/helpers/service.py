@@ -40,13 +40,12 @@ def wait_for_answer(process, url: str, timeout: float = 120, accept=lambda body:
     """`url` once it answers a body `accept` takes, while `process` (a server) runs; else the server is
     stopped and the test fails with what it printed."""
 
-    def answered_or_ended() -> str | None:
+    def answered() -> bool:
         with contextlib.suppress(OSError):
-            if accept(get(url)):
-                return "answered"
-        return "ended" if process.poll() is not None else None
+            return bool(accept(get(url)))
+        return False
 
-    if wait_for(answered_or_ended, timeout, every=0.3) != "answered":
+    if not wait_for(answered, timeout, every=0.3, while_running=process):
         stop_server(process)
         pytest.fail(f"the server ended before it answered at {url}: {process.stderr_text[-3000:]}")
 
