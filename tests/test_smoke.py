@@ -4,6 +4,7 @@ is broken end to end (the other test files say how well each part works)."""
 import base64
 import json
 import logging
+import os
 import signal
 import urllib.request
 from io import BytesIO
@@ -73,7 +74,8 @@ def test_tune_runs_a_one_trial_study(folder, monkeypatch):
     assert (folder / "tune" / "tune" / "best.yaml").is_file()
 
 
-def test_serve_answers_a_picture_and_stops_on_sigterm(server):
+def test_serve_answers_a_picture_and_stops_on_ctrl_c(server):
+    """Ctrl-C in a terminal: SIGINT to every process of the group (SIGTERM under load: test_serve.py)."""
     png = BytesIO()
     bar_picture().save(png, format="PNG")
     body = json.dumps({"image": base64.b64encode(png.getvalue()).decode()}).encode()
@@ -84,5 +86,6 @@ def test_serve_answers_a_picture_and_stops_on_sigterm(server):
         with urllib.request.urlopen(request, timeout=30) as response:
             assert set(json.loads(response.read())) >= {"class", "name", "probabilities"}
     finally:
-        process.send_signal(signal.SIGTERM)
-        assert finish(process, timeout=60).returncode == 0
+        os.killpg(os.getpgid(process.pid), signal.SIGINT)
+        stopped = finish(process, timeout=60)
+        assert stopped.returncode == 0 and "Traceback" not in stopped.stderr, stopped.stderr[-3000:]
