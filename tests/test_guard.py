@@ -16,9 +16,9 @@ from fastapi.testclient import TestClient
 from litserve.utils import wrap_litserve_start
 from PIL import Image
 
-from mnist_ann.checkpoints import check_checkpoint
-from mnist_ann.model import MNISTClassifier
 from mnist_ann.serve.guard import MAX_BODY_BYTES
+from mnist_ann.serve.lab import RUNS
+from mnist_ann.serve.runs import RunModels
 from mnist_ann.serve.server import service
 from tests.helpers.synthetic import bar_picture
 
@@ -39,9 +39,9 @@ def service_of(checkpoint, folder, monkeypatch, **options):
     """The service `serve` runs (not started), in `folder`, on no data."""
     monkeypatch.chdir(folder)
     monkeypatch.setenv("MNIST_ANN_DATA_DIR", str(folder / "no-data"))
-    model = MNISTClassifier.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
+    models = RunModels(RUNS, "cpu")
     options = {"access_log": False, **options}
-    return service(checkpoint, check_checkpoint(checkpoint, None), model, port=PORT, **options)
+    return service(checkpoint, models, models.load(checkpoint), port=PORT, **options)
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ import litserve as ls
 import torch
 from jsonargparse.typing import NonNegativeFloat, PositiveInt, restricted_number_type
 
-from mnist_ann.checkpoints import check_checkpoint, resolve_checkpoint
+from mnist_ann.checkpoints import resolve_checkpoint
 from mnist_ann.collect import Collection
 from mnist_ann.errors import UserError
 from mnist_ann.idx import resolve_data_dir
@@ -37,7 +37,7 @@ from mnist_ann.serve.jobs import Lab, wait_for_job
 from mnist_ann.serve.lab import RUNS
 from mnist_ann.serve.lifetime import check_port, die_with_this_process, stop_on_signals
 from mnist_ann.serve.middleware import ServiceMetrics
-from mnist_ann.serve.runs import RunModels, describe
+from mnist_ann.serve.runs import RunModels
 from mnist_ann.serve.worker import DigitAPI
 
 Port = restricted_number_type("Port", int, [(">=", 1024), ("<=", 65535)])
@@ -81,9 +81,10 @@ def serve(
     # this process had started would deadlock there, since a fork copies no threads.
     torch.set_num_threads(1)
     checkpoint = resolve_checkpoint(ckpt_path)
-    saved = check_checkpoint(checkpoint, unsafe_option=None)  # (serve always loads weights only)
-    # Built once here too, so that a checkpoint the model cannot take fails with its message, not in a worker.
-    model = MNISTClassifier.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=True)
+    models = RunModels(RUNS, "cpu")
+    # Loaded here too (weights only), so that a checkpoint the model cannot take fails with its message, not in
+    # a worker; kept, since the runs' models come and go from the cache.
+    served = models.load(checkpoint)
     check_port(host, port)
     stopping = multiprocessing.get_context("spawn").Event()
     local = host == "127.0.0.1"
@@ -91,8 +92,8 @@ def serve(
         training_key = secrets.token_urlsafe(16)
     server = service(
         checkpoint,
-        saved,
-        model,
+        models,
+        served,
         host=host,
         port=port,
         workers=workers,
@@ -128,8 +129,8 @@ def serve(
 
 def service(
     checkpoint: Path,
-    saved: dict,
-    model: MNISTClassifier,
+    models: RunModels,
+    served: tuple[MNISTClassifier, dict],
     host: str = "127.0.0.1",
     port: int | None = None,
     workers: int = 1,
@@ -142,23 +143,23 @@ def service(
     collect_dir: str = "my_digits",
     stopping=None,
 ) -> ls.LitServer:
-    """The LitServer of `serve`, its app complete (`mnist_ann.serve.app`), not yet started; `stopping`: the
-    event its main process sets when it stops."""
+    """The LitServer of `serve`, its app complete (`mnist_ann.serve.app`), not yet started: `served`, the model
+    `models.load` made of `checkpoint` and its description; `stopping`: the event its main process sets when it
+    stops."""
     api = DigitAPI(str(checkpoint), str(RUNS), max_batch_size, batch_timeout, stopping)
     server = ls.LitServer(
         api,
         accelerator="auto",
         workers_per_device=workers,
         fast_queue=fast_queue,
-        model_metadata=describe(checkpoint, saved, model),
+        model_metadata=served[1],
         restart_workers=True,  # a worker that dies is started again; /health is not "ok" until it is ready
     )
-    models = RunModels(RUNS, "cpu")
     parts = Service(
         lab=Lab(RUNS),
         collection=Collection(collect_dir),
         models=models,
-        served=models.load(checkpoint),  # held here: the runs' models come and go from the cache
+        served=served,
         metrics=ServiceMetrics(),
         data_dir=resolve_data_dir(None),
         own_page=OwnPage(allowed=training_allowed, key=training_key),
