@@ -365,9 +365,10 @@ def test_train_watch_stop_pick_and_compare_runs_on_the_page(
         page.press('#runs tr[data-run="version_1"]', "Compare")
         page.wait_for(lambda: len(page.driver.find_elements(page.by.CSS_SELECTOR, "#compare-answer .fill")) == 10)
         compared = page.driver.find_elements(page.by.CSS_SELECTOR, "#compare-answer .layer .title")
-        assert [title.text for title in compared] == ["input", "hidden 1", "output"]
+        assert [title.text for title in compared] == ["input layer", "hidden layer 1", "output layer"]
         beside = page.driver.find_elements(page.by.CSS_SELECTOR, "#compare-main .layer .title")
-        assert [title.text for title in beside] == ["input", "hidden 1", "hidden 2", "output"]  # version_0, 40-20
+        two_hidden = ["input layer", "hidden layer 1", "hidden layer 2", "output layer"]
+        assert [title.text for title in beside] == two_hidden  # version_0, 40-20
         assert page.find("compare-name").text.startswith("version_1, best.ckpt")
         browser.execute_script("document.getElementById('compare').scrollIntoView()")
         browser.save_screenshot(str(SCREENSHOT_DIR / "mnist-ann-lab-compare.png"))

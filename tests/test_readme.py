@@ -153,3 +153,10 @@ def check(page: str, command: str, shown: list[str], result: subprocess.Complete
         assert 0.971 <= accuracy <= 0.978  # "97.1-97.8%, by seed and by machine"
     if "--data.predict_files examples/my_digit.png" in command:
         assert re.search(r"examples/my_digit\.png\s+7\s", printed)
+
+
+def test_the_korean_readme_holds_the_english_readmes_commands_word_for_word():
+    """README.ko.md's commands are README.md's (the test above runs them), so that both pages say the same."""
+    english = [command for command, _ in commands(REPO / "README.md")]
+    korean = [command for command, _ in commands(REPO / "README.ko.md")]
+    assert len(korean) >= 7 and all(command in english for command in korean)

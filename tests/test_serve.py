@@ -208,7 +208,7 @@ def test_the_page_loads_nothing_from_elsewhere_and_the_folder_gains_no_file(serv
         name = modules.pop()
         files[name] = get(f"{server}/web/{name}").decode()
         modules += [found for found in re.findall(r'from "\./([^"]+)"', files[name]) if found not in files]
-    assert sorted(files) == ["answer.js", "chart.js", "handwriting.js", "lab.js", "page.js", "request.js"]
+    assert sorted(files) == ["answer.js", "chart.js", "handwriting.js", "lab.js", "page.js", "request.js", "words.js"]
     assert all(re.findall(r'from "([^"]+)"', text) == re.findall(r'from "(\./[^"]+)"', text) for text in files.values())
     for text in [page, get(f"{server}/web/page.css").decode(), *files.values()]:
         assert "http:" not in text and "https:" not in text and "//" + "cdn" not in text

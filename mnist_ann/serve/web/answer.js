@@ -1,6 +1,7 @@
 // Drawing an answer of POST /predict: the input the network got, the pixels behind its answer, each class's
 // probability and every layer's activations. Every text that comes from the server (class names come from
 // the checkpoint) is set with textContent, never parsed as HTML.
+import { show, showData } from "./words.js";
 
 export function element(tag, className, text) {
   const node = document.createElement(tag);
@@ -41,9 +42,10 @@ function diverging(canvas, values) {
   context.putImageData(pixels, 0, 0);
 }
 
+// A layer's picture with its name and size, each a message: [key, values].
 function layer(title, size, content) {
   const box = element("div", "layer");
-  box.append(content, element("div", "title", title), element("div", "size", size));
+  box.append(content, show(element("div", "title"), ...title), show(element("div", "size"), ...size));
   return box;
 }
 
@@ -56,8 +58,8 @@ function bar(name, p, logit, winner) {
   const fill = element("span", "fill");
   fill.style.width = percent(p);
   track.append(fill);
-  row.append(element("span", "name", name), track, element("span", "value", percent(p)),
-    element("span", "logit", logit === undefined ? "" : logit.toFixed(2)));
+  row.append(showData(element("span", "name"), name), track, showData(element("span", "value"), percent(p)),
+    showData(element("span", "logit"), logit === undefined ? "" : logit.toFixed(2)));
   return row;
 }
 
@@ -68,9 +70,11 @@ function outputUnits(answer) {
     const unit = element("span", "unit");
     const level = Math.round(255 * p / Math.max(...shades));
     unit.style.background = `rgb(${level},${level},${level})`;
-    const label = answer.probabilities ? answer.classes[index] : `value ${answer.value.toFixed(2)}`;
+    const label = element("span");
+    if (answer.probabilities) showData(label, answer.classes[index]);
+    else show(label, "layer.value", { value: answer.value.toFixed(2) });
     const row = element("div");
-    row.append(unit, element("span", "", label));
+    row.append(unit, label);
     outputs.append(row);
   });
   return outputs;
@@ -89,9 +93,9 @@ export function render(answer, root, layers) {
     if (seen) gray(seen, new Array(seen.width * seen.height).fill(0), seen.width, 5);
     if (why) {
       diverging(why, new Array(why.width * why.height).fill(0));
-      root.querySelector(".why-caption").textContent = "pixels that pushed toward the answer (red) and away from it (blue)";
+      show(root.querySelector(".why-caption"), "result.why_caption");
     }
-    answerBox.replaceChildren("?");
+    answerBox.replaceChildren(showData(element("span"), "?"));
     return;
   }
   const flat = answer.input.flat();
@@ -99,31 +103,32 @@ export function render(answer, root, layers) {
   if (seen) gray(seen, flat, side, 5);
   if (why) {
     diverging(why, answer.attribution.flat());
-    root.querySelector(".why-caption").textContent =
-      `pixels that pushed toward ${answer.classes[answer.target]} (red) and away from it (blue)`;
+    show(root.querySelector(".why-caption"), "result.why_class", { name: answer.classes[answer.target] });
   }
   const detail = answer.probabilities
-    ? `${percent(answer.probabilities[answer.class])} sure`
-    : `predicted value ${answer.value.toFixed(2)}`;
-  answerBox.replaceChildren(answer.name, element("small", "", detail));
+    ? show(element("small"), "answer.sure", { percent: percent(answer.probabilities[answer.class]) })
+    : show(element("small"), "answer.value", { value: answer.value.toFixed(2) });
+  answerBox.replaceChildren(showData(element("span"), answer.name), detail);
   const logits = answer.layers[answer.layers.length - 1];
   if (answer.probabilities) {
     const head = element("div", "bar head");
-    head.append(element("span", "name", "class"), element("span", "", ""), element("span", "value", "softmax"),
-      element("span", "logit", "logit"));
+    head.append(show(element("span", "name"), "answer.class"), element("span"),
+      show(element("span", "value"), "answer.softmax"), show(element("span", "logit"), "answer.logit"));
     bars.append(head);
   }
   (answer.probabilities || []).forEach((p, index) => {
     const logit = logits.length === answer.probabilities.length ? logits[index] : undefined;
     bars.append(bar(answer.classes[index], p, logit, index === answer.class));
   });
-  layers.append(layer("input", `${flat.length} pixels`, gray(document.createElement("canvas"), flat, side, 4)));
+  const input = gray(document.createElement("canvas"), flat, side, 4);
+  layers.append(layer(["layer.input"], ["layer.pixels", { count: flat.length }], input));
   answer.layers.slice(0, -1).forEach((units, index) => {
     const columns = Math.ceil(Math.sqrt(units.length));
     const canvas = gray(document.createElement("canvas"), units, columns, Math.max(3, Math.floor(140 / columns)));
-    layers.append(arrow(), layer(`hidden ${index + 1}`, `${units.length} units, ReLU`, canvas));
+    const title = ["layer.hidden", { number: index + 1 }];
+    layers.append(arrow(), layer(title, ["layer.relu", { count: units.length }], canvas));
   });
   const count = answer.probabilities ? answer.probabilities.length : 1;
-  const size = !answer.probabilities ? "1 unit, linear" : count === 2 ? "1 unit, sigmoid" : `${count} units, softmax`;
-  layers.append(arrow(), layer("output", size, outputUnits(answer)));
+  const size = !answer.probabilities ? "layer.linear" : count === 2 ? "layer.sigmoid" : "layer.softmax";
+  layers.append(arrow(), layer(["layer.output"], [size, { count }], outputUnits(answer)));
 }

@@ -4,6 +4,7 @@
 import { answerWith, clearPad, current, restore, snapshot } from "./page.js";
 import { element } from "./answer.js";
 import { call } from "./request.js";
+import { show, showData } from "./words.js";
 
 const labelIt = document.getElementById("label-it"), right = document.getElementById("right");
 const message = document.getElementById("handwriting-message");
@@ -13,13 +14,18 @@ let series = null;  // while drawing each digit in turn: the digits still to dra
 let teaching = null;  // while a teaching run goes: the model it started from, and its run once known
 let answeredBy = "";  // the run of the model that gave the last answer (the pad is cleared after each save)
 
-function say(text, ok = true) {
-  message.textContent = text;
+function say(key, values = {}, ok = true) {
+  show(message, key, values);
   message.className = ok ? "info" : "";
 }
 
+function fail(error) {  // the service's own message, or the browser's
+  showData(message, String(error.message || error));
+  message.className = "";
+}
+
 for (let digit = 0; digit <= 9; digit++) {
-  const button = element("button", "", `${digit}`);
+  const button = showData(element("button"), `${digit}`);
   button.type = "button";
   button.addEventListener("click", () => keep(digit));
   document.getElementById("true-digit").append(button);
@@ -32,7 +38,8 @@ right.addEventListener("click", () => {
 document.addEventListener("answer", (event) => {
   const answer = event.detail;
   if (answer) answeredBy = answer.model.run;
-  if (answer || series) right.textContent = series ? `Save as ${series[0]}` : `Right: it is a ${answer.name}`;
+  if (series) show(right, "keep.save_as", { digit: series[0] });
+  else if (answer) show(right, "keep.right_answer", { name: answer.name });
   right.disabled = !series && !answer;
 });
 // As the pad changes, the answer shown is of the drawing before: "Right" waits for the pad's own answer.
@@ -60,10 +67,10 @@ async function keep(label) {
   try {
     const { kept, collection } = await saved;
     showCollection(collection);
-    say(`Kept drawing ${kept.number} as a ${label}${kept.held_out ? " (held out: measured on, never taught)" : ""}.`);
+    say("hw.kept_drawing", { number: kept.number, label, held: kept.held_out ? { key: "hw.kept_held" } : "" });
     document.body.dataset.saved = collection.count;
   } catch (error) {
-    say(String(error.message || error), false);
+    fail(error);
     restore(taken, cleared);
     if (inSeries) {  // that digit is asked for again
       series = [label, ...(series || [])];
@@ -76,13 +83,13 @@ function nextInSeries() {
   if (!series.length) {
     series = null;
     prompt.hidden = true;
-    say("Every digit drawn: measure a model on them, or teach it.");
+    say("hw.all_drawn");
     return;
   }
   const done = SERIES_ROUNDS * 10 - series.length;
-  right.textContent = `Save as ${series[0]}`;
+  show(right, "keep.save_as", { digit: series[0] });
   prompt.hidden = false;
-  prompt.textContent = `Draw a ${series[0]} (${done + 1} of ${SERIES_ROUNDS * 10}), then save it.`;
+  show(prompt, "hw.draw_next", { digit: series[0], number: done + 1, count: SERIES_ROUNDS * 10 });
 }
 
 document.getElementById("series").addEventListener("click", () => {
@@ -92,13 +99,16 @@ document.getElementById("series").addEventListener("click", () => {
 
 // The collection in words, and each drawing as the network sees it (28x28), newest first, each removable.
 function showCollection(collection) {
-  const problems = collection.problems.length ? ` Not read: ${collection.problems.join("; ")}` : "";
+  const problems = collection.problems.length
+    ? { key: "hw.not_read", values: { problems: collection.problems.join("; ") } } : "";
   const digits = collection.by_label.map((count, digit) => (count ? `${digit} (${count})` : "")).filter(Boolean);
-  document.getElementById("collection-about").textContent = collection.count
-    ? `${collection.count} drawing${collection.count === 1 ? "" : "s"} kept in ${collection.folder}/: `
-      + `${collection.count - collection.held_out} to teach with, ${collection.held_out} held out to measure on `
-      + `(every third). By digit: ${digits.join(", ")}.${problems}`
-    : `No drawings kept yet: draw a digit, then keep it with its label. They go to ${collection.folder}/.${problems}`;
+  const about = document.getElementById("collection-about"), { count, folder } = collection;
+  if (!count) show(about, "hw.no_collection", { folder, problems });
+  else {
+    const teach = count - collection.held_out, held = collection.held_out;
+    show(about, count === 1 ? "hw.collection_one" : "hw.collection",
+      { count, folder, teach, held, digits: digits.join(", "), problems });
+  }
   document.getElementById("kept").replaceChildren(...collection.drawings.map(keptDrawing));
 }
 
@@ -106,49 +116,58 @@ function keptDrawing(drawing) {
   const figure = element("figure", drawing.held_out ? "held-out" : "");
   const picture = element("img");
   Object.assign(picture, { src: `collect/digits/${encodeURIComponent(drawing.file)}`, width: 28, height: 28, loading: "lazy" });
-  picture.alt = `drawing ${drawing.number}, a ${drawing.label}`;
-  const remove = element("button", "", "×");
+  show(picture, "hw.drawing", { number: drawing.number, label: drawing.label }, "alt");
+  const remove = showData(element("button"), "×");
   remove.type = "button";
-  remove.title = `remove drawing ${drawing.number}`;
-  remove.setAttribute("aria-label", remove.title);
+  show(remove, "hw.remove", { number: drawing.number }, "title");
+  show(remove, "hw.remove", { number: drawing.number }, "aria-label");
   remove.addEventListener("click", async () => {
     try {
       showCollection(await call(`collect/${drawing.number}`, {}, "DELETE"));
-      say(`Removed drawing ${drawing.number}.`);
+      say("hw.removed", { number: drawing.number });
     } catch (error) {
-      say(String(error.message || error), false);
+      fail(error);
     }
   });
-  const caption = element("figcaption", "", `${drawing.label}${drawing.held_out ? " held out" : ""}`);
+  const caption = element("figcaption");
+  if (drawing.held_out) show(caption, "hw.held_out", { label: drawing.label });
+  else showData(caption, `${drawing.label}`);
   figure.append(picture, caption, remove);
   return figure;
 }
 
-const percent = (share) => (share.accuracy === null ? "-" : `${(100 * share.accuracy).toFixed(1)}% of ${share.count}`);
+// A share of the drawings answered right, as a cell: "-" where there are none.
+function shareCell(share) {
+  const cell = element("td");
+  if (share.accuracy === null) return showData(cell, "-");
+  return show(cell, "hw.share", { percent: `${(100 * share.accuracy).toFixed(1)}%`, count: share.count });
+}
 
+// A model measured on the drawings: a row of the scores table, named by `label` (a message: [key, values]) or
+// by its run and file.
 async function measure(model, label) {
   const scores = await call(`collect/measure${model ? `?model=${encodeURIComponent(model)}` : ""}`);
   const row = element("tr");
   row.dataset.model = model || "";
-  for (const text of [label || `${scores.model.run}, ${scores.model.checkpoint.split("/").pop()}`, percent(scores.all),
-    percent(scores.held_out), scores.mnist_test === null ? "-" : `${(100 * scores.mnist_test).toFixed(2)}%`]) {
-    row.append(element("td", "", text));
-  }
+  const file = scores.model.checkpoint.split("/").pop();
+  const name = label ? show(element("td"), ...label) : showData(element("td"), `${scores.model.run}, ${file}`);
+  const mnist = showData(element("td"), scores.mnist_test === null ? "-" : `${(100 * scores.mnist_test).toFixed(2)}%`);
+  row.append(name, shareCell(scores.all), shareCell(scores.held_out), mnist);
   document.querySelector("#scores tbody").append(row);
-  showConfusion(scores.confusion, row.firstChild.textContent);
+  showConfusion(scores.confusion, label ? { key: label[0], values: label[1] } : name.textContent);
   return scores;
 }
 
 function showConfusion(confusion, name) {
   const table = document.getElementById("confusion");
-  const caption = element("caption", "", `${name}: the digit you drew (rows), its answer (columns)`);
+  const caption = show(element("caption"), "hw.confusion_caption", { name });
   const head = element("tr");
-  head.append(element("th"), ...confusion.map((_, index) => element("th", "", `${index}`)));
+  head.append(element("th"), ...confusion.map((_, index) => showData(element("th"), `${index}`)));
   const rows = confusion.map((counts, truth) => {
     const row = element("tr");
-    row.append(element("th", "", `${truth}`));
+    row.append(showData(element("th"), `${truth}`));
     for (const [answer, count] of counts.entries()) {
-      const cell = element("td", count ? (answer === truth ? "hit" : "miss") : "", count ? `${count}` : "");
+      const cell = showData(element("td", count ? (answer === truth ? "hit" : "miss") : ""), count ? `${count}` : "");
       row.append(cell);
     }
     return row;
@@ -160,9 +179,9 @@ document.getElementById("measure").addEventListener("click", async () => {
   try {
     document.querySelector("#scores tbody").replaceChildren();
     await measure(current().model);
-    say("Measured: rows are the digit you drew, columns the model's answer.");
+    say("hw.measured");
   } catch (error) {
-    say(String(error.message || error), false);
+    fail(error);
   }
 });
 
@@ -172,9 +191,9 @@ document.getElementById("teach").addEventListener("click", async () => {
     const epochs = Number(document.getElementById("teach-epochs").value);
     await call("lab/teach", { run, epochs });
     teaching = { from: run, run: null };
-    say(`Teaching ${run} your handwriting: a fine-tuning run on MNIST and your drawings (see the lab).`);
+    say("hw.teaching", { run });
   } catch (error) {
-    say(String(error.message || error), false);
+    fail(error);
   }
 });
 
@@ -186,19 +205,19 @@ document.addEventListener("job", async (event) => {
   const { from, run } = teaching;
   teaching = null;
   if (job.state !== "finished") {
-    say(`The teaching run ${job.state}. ${job.message}`, false);
+    say("hw.teaching_ended", { state: { key: `job.${job.state}` }, message: job.message }, false);
     return;
   }
   document.querySelector("#scores tbody").replaceChildren();
   try {
-    const before = await measure(from, `before: ${from}`);
-    const after = await measure(run, `after: ${run}`);
+    const before = await measure(from, ["hw.before", { run: from }]);
+    const after = await measure(run, ["hw.after", { run }]);
     document.body.dataset.taught = JSON.stringify({ before, after });
-    say(`Taught: ${run} starts from ${from}'s weights. It now answers your drawings.`);
+    say("hw.taught", { run, from });
     answerWith(run);
   } catch (error) {
-    say(String(error.message || error), false);
+    fail(error);
   }
 });
 
-call("collect").then(showCollection).catch((error) => say(String(error.message || error), false));
+call("collect").then(showCollection).catch(fail);

@@ -5,6 +5,7 @@ import { answerWith, askAgain, compareWith } from "./page.js";
 import { element } from "./answer.js";
 import { Chart } from "./chart.js";
 import { call } from "./request.js";
+import { show, showData } from "./words.js";
 
 const form = document.getElementById("settings");
 const widths = document.getElementById("widths");
@@ -18,9 +19,17 @@ let limits = { layers: 4, width: 2048 }, watching = null, runs = [];
 let follow = false;  // the next run to train was started from this page: it answers the drawing as it learns
 const counts = { weights: 0, loss: 0 };  // for scripts and tests: how often the live view has changed
 
-function say(text, ok = true) {
-  labMessage.textContent = text;
+// The lab's message: a message of the table (key, values), or `also` one more line under the one shown.
+function say(key, values = {}, ok = true, also = false) {
+  const line = show(element("span"), key, values);
+  if (also) labMessage.append("\n", line);
+  else labMessage.replaceChildren(line);
   labMessage.className = ok ? "info" : "";
+}
+
+function fail(error) {  // the service's own message, or the browser's
+  labMessage.replaceChildren(showData(element("span"), String(error.message || error)));
+  labMessage.className = "";
 }
 
 function addWidth(value) {
@@ -28,8 +37,8 @@ function addWidth(value) {
   const row = element("div", "width");
   const input = element("input");
   Object.assign(input, { type: "number", min: 1, max: limits.width, step: 1, required: true, value });
-  input.setAttribute("aria-label", "units in this hidden layer");
-  const remove = element("button", "", "Remove");
+  show(input, "lab.units", {}, "aria-label");
+  const remove = show(element("button"), "lab.remove");
   remove.type = "button";
   remove.addEventListener("click", () => { row.remove(); numberLayers(); });
   row.append(element("span"), input, remove);
@@ -38,7 +47,7 @@ function addWidth(value) {
 }
 
 function numberLayers() {
-  [...widths.children].forEach((row, index) => { row.firstChild.textContent = `hidden ${index + 1}`; });
+  [...widths.children].forEach((row, index) => { show(row.firstChild, "layer.hidden", { number: index + 1 }); });
   document.getElementById("add-layer").disabled = widths.children.length >= limits.layers;
 }
 
@@ -64,7 +73,7 @@ async function setUp() {
   const lab = await call("lab");
   limits = lab.limits;
   for (const [name, options] of Object.entries(lab.choices)) {
-    form.elements[name].replaceChildren(...options.map((option) => new Option(option, option)));
+    form.elements[name].replaceChildren(...options.map((option) => showData(new Option("", option), option)));
   }
   for (const [name, value] of Object.entries(lab.defaults)) {
     if (name === "hidden_sizes") value.forEach(addWidth);
@@ -74,8 +83,7 @@ async function setUp() {
   if (!lab.allowed) {
     const off = document.getElementById("lab-off");
     off.hidden = false;
-    off.textContent = "Training from this page is off: the service listens beyond 127.0.0.1 (start it with "
-      + "--allow_remote_training true to allow it). The runs below can still answer your drawings.";
+    show(off, "lab.off");
     form.querySelectorAll("button, input, select").forEach((control) => { control.disabled = true; });
   }
   await showRuns();
@@ -90,18 +98,18 @@ form.addEventListener("submit", async (event) => {
   try {
     const job = await call("lab/fit", settings());
     follow = true;
-    say(`Started: ${job.command}`);
+    say("lab.started", { command: job.command });
   } catch (error) {
-    say(String(error.message || error), false);
+    fail(error);
   }
 });
 
 stopButton.addEventListener("click", async () => {
   try {
     await call("lab/stop", {});
-    say("Stopping: the step in progress is saved to last.ckpt.");
+    say("lab.stopping");
   } catch (error) {
-    say(String(error.message || error), false);
+    fail(error);
   }
 });
 
@@ -119,7 +127,7 @@ function showJob(job) {
   stopButton.disabled = job.state !== "running";
   if (active && job.run && job.run !== watching && job.kind === "fit") {  // a run that trains can answer as it learns
     watching = job.run;
-    addModelOption(`${job.run}/live`, `${job.run} as it trains`);
+    addModelOption(`${job.run}/live`, "lab.live_model", { run: job.run });
     if (follow || remembered() === `${job.run}/live`) choose(`${job.run}/live`);  // started here, or chosen before
     follow = false;
   } else if (!active && watching) {  // its training ended: its best checkpoint answers from now on
@@ -129,14 +137,18 @@ function showJob(job) {
     if (remembered() === `${ended}/live`) {
       showRuns().then(() => {
         choose(runs.some((run) => run.run === ended && run.models.includes("best")) ? ended : "");
-        const now = answerWithSelect.value ? "its best.ckpt answers now" : "the served checkpoint answers again";
-        say(`${labMessage.textContent}\n${ended} no longer trains: ${now}.`, labMessage.className === "info");
+        const now = { key: answerWithSelect.value ? "lab.best_answers" : "lab.served_answers" };
+        say("lab.no_longer_trains", { run: ended, now }, labMessage.className === "info", true);
       });
     }
   }
-  if (active) say(`${job.kind} ${job.state}${job.run ? ` (${job.run})` : ""}: ${job.command}`);
+  const said = {
+    kind: { key: `job.${job.kind}` }, state: { key: `job.${job.state}` },
+    run: job.run ? { key: "lab.job_run", values: { run: job.run } } : "", command: job.command, message: job.message,
+  };
+  if (active) say("lab.job_active", said);
   else if (job.state !== "idle") {
-    say(`${job.kind} ${job.state}${job.run ? ` (${job.run})` : ""}. ${job.message}`, job.state !== "failed");
+    say("lab.job_ended", said, job.state !== "failed");
     showRuns();
   }
 }
@@ -153,16 +165,16 @@ function showLive(event) {
     accChart.add(event.epoch + 1, event.acc);
   } else if (event.event === "weights") {
     tiles.src = event.image;
-    tiles.alt = "the first hidden layer's weights, one 28x28 tile per unit";
-    tilesCaption.textContent = `the first 64 units' incoming weights at step ${event.step} (red positive, blue negative)`;
+    show(tiles, "tiles.alt", {}, "alt");
+    show(tilesCaption, "tiles.caption_step", { step: event.step });
     document.body.dataset.weightUpdates = ++counts.weights;
     if (answerWithSelect.value.endsWith("/live")) askAgain();  // the drawing, answered by the model as it is now
   }
 }
 
-function addModelOption(value, label) {
+function addModelOption(value, key, values) {
   if (![...answerWithSelect.options].some((option) => option.value === value)) {
-    answerWithSelect.append(new Option(label, value));
+    answerWithSelect.append(show(new Option("", value), key, values));
   }
 }
 
@@ -182,51 +194,55 @@ async function showRuns() {
   try {
     runs = await call("lab/runs");
   } catch (error) {
-    say(String(error.message || error), false);
+    fail(error);
     return;
   }
-  const body = document.querySelector("#runs tbody");
-  body.replaceChildren(...runs.map(runRow));
-  for (const run of runs) if (run.models.includes("best")) addModelOption(run.run, `${run.run} (best.ckpt)`);
+  showRunRows();
+  for (const run of runs) if (run.models.includes("best")) addModelOption(run.run, "lab.best_model", { run: run.run });
 }
+
+function showRunRows() { document.querySelector("#runs tbody").replaceChildren(...runs.map(runRow)); }
+document.addEventListener("language", showRunRows);  // each figure's label on a phone is its column's heading
 
 function runRow(run) {
   const row = element("tr");
   const s = run.settings;
   row.dataset.run = run.run;
-  row.dataset.scores = `${run.val_acc === null ? "" : `, validation ${percent(run.val_acc)}`}`
-    + `${run.test_acc === null ? "" : `, test ${percent(run.test_acc)}`}`;
+  const score = (key, value) => (value === null ? "" : { key, values: { percent: percent(value) } });
+  row.dataset.scores = JSON.stringify({
+    validation: score("runs.validation", run.val_acc), test: score("runs.test", run.test_acc),
+  });
   const layers = s.hidden_sizes ? [s.inputs, ...s.hidden_sizes, s.outputs].join("-") : "";
-  const name = s.taught_from ? `${run.run}, taught from ${s.taught_from}` : run.run;
   const headings = [...document.querySelectorAll("#runs thead th")].map((th) => th.textContent);
-  [name, layers, s.optimizer ?? "", s.lr ?? "", s.epochs ?? "", percent(run.val_acc), percent(run.test_acc),
+  [run.run, layers, s.optimizer ?? "", s.lr ?? "", s.epochs ?? "", percent(run.val_acc), percent(run.test_acc),
     percent(run.drawings_acc)].forEach((text, index) => {
-    const cell = element("td", "", String(text));
+    const cell = showData(element("td"), String(text));
+    if (index === 0 && s.taught_from) show(cell, "runs.taught_from", { run: run.run, from: s.taught_from });
     cell.dataset.label = headings[index];  // shown before the figure on a phone, where the table is cards
     row.append(cell);
   });
   const actions = element("td", "actions");
-  const action = (label, handler, enabled = true) => {
-    const button = element("button", "", label);
+  const action = (key, handler, enabled = true) => {
+    const button = show(element("button"), key);
     button.type = "button";
     button.disabled = !enabled;
     button.addEventListener("click", handler);
     actions.append(button);
   };
   const best = run.models.includes("best");
-  action("Answer with", () => choose(run.run), best);
-  action("Compare", () => compareWith(run.run), best);
-  action("Test", async () => {
-    try { await call("lab/test", { run: run.run }); } catch (error) { say(String(error.message || error), false); }
+  action("runs.answer_with", () => choose(run.run), best);
+  action("runs.compare", () => compareWith(run.run), best);
+  action("runs.test_it", async () => {
+    try { await call("lab/test", { run: run.run }); } catch (error) { fail(error); }
   }, best);
-  action("Resume", async () => {
+  action("runs.resume", async () => {
     try {
       await call("lab/resume", { run: run.run });
       follow = true;
-    } catch (error) { say(String(error.message || error), false); }
+    } catch (error) { fail(error); }
   }, run.models.includes("last"));
   row.append(actions);
   return row;
 }
 
-setUp().catch((error) => say(String(error.message || error), false));
+setUp().catch(fail);

@@ -5,6 +5,7 @@
 // pad's current one is dropped. What is kept is the pad at the click (`snapshot`), never an earlier request's.
 import { render } from "./answer.js";
 import { call } from "./request.js";
+import { show, showData } from "./words.js";
 
 const pad = document.getElementById("pad");
 const ink = pad.getContext("2d");
@@ -28,11 +29,11 @@ function showAnswers(answer, compared, at = version) {
   chosen.answered = answer ? at : -1;
   document.dispatchEvent(new CustomEvent("answer", { detail: answer }));  // for handwriting.js
   // On a narrow screen, the answer in a word beside the pad: the full answer is below it, out of sight.
-  document.getElementById("pad-answer").textContent = answer
-    ? `${answer.name}${answer.probabilities ? ` (${(100 * answer.probabilities[answer.class]).toFixed(0)}%)` : ""}` : "";
+  showData(document.getElementById("pad-answer"), answer
+    ? `${answer.name}${answer.probabilities ? ` (${(100 * answer.probabilities[answer.class]).toFixed(0)}%)` : ""}` : "");
   for (const [view, shown] of [[compareMain, answer], [compareView, compared]]) {
     render(shown, view, view.querySelector(".layers"));
-    view.querySelector(".who").textContent = shown ? `${shown.model.run}, ${shown.model.checkpoint.split("/").pop()}` : "";
+    showData(view.querySelector(".who"), shown ? `${shown.model.run}, ${shown.model.checkpoint.split("/").pop()}` : "");
   }
 }
 
@@ -42,7 +43,7 @@ function clearPad() {
   hasInk = false;
   changed();
   target.value = "";  // a new drawing is explained toward its own answer
-  showMessage("Draw a digit in the box.", true);
+  showMessage("draw.empty", {}, true);
   showAnswers(null, null);
 }
 
@@ -135,13 +136,13 @@ async function ask(image, at) {
       chosen.compare ? predict(image, chosen.compare, "") : null,
     ]);
     if (at !== version) return;  // the pad changed meanwhile: this answer is of a drawing that is gone
-    showMessage("", true);
+    showData(message, "");
     showAnswers(answer, compared, at);
     describe(answer);
     document.body.dataset.answers = ++answers;
   } catch (error) {
     if (at !== version) return;
-    showMessage(String(error.message || error), false);
+    showFailure(error);
     showAnswers(null, null);
   } finally {
     inFlight = false;
@@ -156,17 +157,23 @@ function describe(answer) {
   const file = about.checkpoint.split("/").pop();
   const inputs = answer.input.flat().length;  // (the page asks every answer to explain itself)
   const layers = [inputs, ...about.hidden_sizes, answer.probabilities ? answer.probabilities.length : 1].join("-");
-  const scores = document.querySelector(`#runs tr[data-run="${CSS.escape(about.run)}"]`)?.dataset.scores || "";
-  document.getElementById("model-about").textContent =
-    `${about.run}, ${file}${about.global_step === undefined || about.global_step === null ? "" : ` (step ${about.global_step})`}, ${layers}${scores}`;
+  const scores = JSON.parse(document.querySelector(`#runs tr[data-run="${CSS.escape(about.run)}"]`)?.dataset.scores || "{}");
+  const step = about.global_step === undefined || about.global_step === null ? "" : { key: "result.step", values: { step: about.global_step } };
+  show(document.getElementById("model-about"), "result.about", { run: about.run, file, step, layers, ...scores });
   if (target.options.length !== answer.classes.length + 1) {
-    target.replaceChildren(new Option("the answer", ""), ...answer.classes.map((name, index) => new Option(`${name}`, `${index}`)));
+    const classes = answer.classes.map((name, index) => showData(new Option("", `${index}`), `${name}`));
+    target.replaceChildren(show(new Option("", ""), "result.the_answer"), ...classes);
   }
 }
 
-function showMessage(text, info) {
-  message.textContent = text;
+function showMessage(key, values, info) {
+  show(message, key, values);
   message.className = info ? "info" : "";
+}
+
+function showFailure(error) {  // the service's own message, or the browser's
+  showData(message, String(error.message || error));
+  message.className = "";
 }
 
 document.getElementById("clear").addEventListener("click", clearPad);
@@ -189,7 +196,7 @@ file.addEventListener("change", () => {
     changed();
     now();
   };
-  picture.onerror = () => { URL.revokeObjectURL(url); showMessage(`${picked.name}: not a picture this browser can show`, false); };
+  picture.onerror = () => { URL.revokeObjectURL(url); showMessage("draw.not_a_picture", { file: picked.name }, false); };
   picture.src = url;
 });
 

@@ -1,6 +1,7 @@
 // Talking to the service: a JSON request and its answer (a refusal's message as the error). A service beyond
 // this machine that lets the page train needs its training key: the page opened as /#key=KEY keeps it for this
 // tab (and takes it out of the address bar).
+import { t } from "./words.js";
 
 const given = new URLSearchParams(location.hash.slice(1)).get("key");
 if (given) {
@@ -12,7 +13,8 @@ const key = sessionStorage.getItem("training-key");
 export async function call(path, body, method = "POST") {
   const headers = { "Content-Type": "application/json", ...(key ? { Authorization: `Bearer ${key}` } : {}) };
   const response = await fetch(path, body === undefined ? {} : { method, headers, body: JSON.stringify(body) });
-  const answer = await response.json().catch(() => ({ error: `the server answered ${response.status}` }));
-  if (!response.ok) throw new Error(answer.error || `the server answered ${response.status}`);
+  const answered = t("server.answered", { status: response.status });
+  const answer = await response.json().catch(() => ({ error: answered }));
+  if (!response.ok) throw new Error(answer.error || answered);
   return answer;
 }
