@@ -17,13 +17,8 @@ from litserve.utils import wrap_litserve_start
 from PIL import Image
 
 from mnist_ann.serve.guard import MAX_BODY_BYTES
-from mnist_ann.serve.lab import RUNS
-from mnist_ann.serve.runs import RunModels
-from mnist_ann.serve.server import service
+from tests.helpers.service import OWN, service_in_process
 from tests.helpers.synthetic import bar_picture
-
-PORT = 8123
-OWN = f"http://127.0.0.1:{PORT}"
 
 
 def png(picture: Image.Image) -> str:
@@ -35,20 +30,11 @@ def png(picture: Image.Image) -> str:
 DIGIT = png(bar_picture())
 
 
-def service_of(checkpoint, folder, monkeypatch, **options):
-    """The service `serve` runs (not started), in `folder`, on no data."""
-    monkeypatch.chdir(folder)
-    monkeypatch.setenv("MNIST_ANN_DATA_DIR", str(folder / "no-data"))
-    models = RunModels(RUNS, "cpu")
-    options = {"access_log": False, **options}
-    return service(checkpoint, models, models.load(checkpoint), port=PORT, **options)
-
-
 @pytest.fixture(scope="module")
 def client(trained_checkpoint, tmp_path_factory):
     folder = tmp_path_factory.mktemp("service")
     with pytest.MonkeyPatch.context() as monkeypatch:
-        server = service_of(trained_checkpoint, folder, monkeypatch, access_log=True)
+        server = service_in_process(trained_checkpoint, folder, monkeypatch, access_log=True)
         with wrap_litserve_start(server) as started, TestClient(started.app, base_url=OWN) as client:
             client.folder = folder
             yield client
@@ -273,14 +259,14 @@ def test_the_schema_describes_every_public_route_from_its_models(client):
 def test_beyond_this_machine_nothing_trains_unless_allowed_and_then_only_with_the_key(
     trained_checkpoint, tmp_path, monkeypatch
 ):
-    server = service_of(trained_checkpoint, tmp_path, monkeypatch, host="0.0.0.0", training_allowed=False)
+    server = service_in_process(trained_checkpoint, tmp_path, monkeypatch, host="0.0.0.0", training_allowed=False)
     app = TestClient(server.app, base_url=OWN)
     for path, body in CHANGES:
         answer = app.post(path, json=body)
         assert answer.status_code == 403 and "--allow_remote_training true" in answer.json()["error"], path
     assert app.get("/lab").json()["allowed"] is False and app.get("/lab/runs").json() == []  # reading still answers
 
-    server = service_of(trained_checkpoint, tmp_path, monkeypatch, host="0.0.0.0", training_key="k3y")
+    server = service_in_process(trained_checkpoint, tmp_path, monkeypatch, host="0.0.0.0", training_key="k3y")
     app = TestClient(server.app, base_url=OWN)  # (no worker: the lab's and the collection's routes alone)
     for given in ({}, {"Authorization": "Bearer k3"}, {"Authorization": "Bearer k3yy"}, {"Authorization": "k3y"}):
         answer = app.post("/lab/stop", json={}, headers=given)
@@ -306,5 +292,5 @@ def test_each_request_is_logged_counted_and_names_its_model(client, trained_chec
     assert [requests_counted(client, status) for status in (200, 400)] == [before[0] + 1, before[1] + 1]
     assert "mnist_ann_request_seconds_bucket" in client.get("/metrics").text
 
-    quiet = TestClient(service_of(trained_checkpoint, tmp_path, monkeypatch).app, base_url=OWN)
+    quiet = TestClient(service_in_process(trained_checkpoint, tmp_path, monkeypatch).app, base_url=OWN)
     assert quiet.get("/info").status_code == 200 and "/info" not in capsys.readouterr().err  # --access_log false

@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from mnist_ann.collect import Collection
+from mnist_ann.serve.backward import backward_router
 from mnist_ann.serve.guard import BodyLimit, OwnPage, TrustedHosts
 from mnist_ann.serve.handwriting import handwriting_router
 from mnist_ann.serve.jobs import Lab
@@ -107,6 +108,7 @@ def complete(app: FastAPI, service: Service) -> FastAPI:
     app.mount("/web", StaticFiles(directory=WEB), name="web")
     drawings = drawings_tag(service.collection.folder)
     app.include_router(lab_router(service.lab, service.own_page, service.data_dir, drawings))
+    app.include_router(backward_router(service.own_page, service.models, service.served, service.data_dir))
     app.include_router(
         handwriting_router(
             service.lab, service.own_page, service.collection, service.models, service.served, service.data_dir

@@ -70,7 +70,6 @@ class RunModels:
 def describe(path: Path, saved: dict, model: MNISTClassifier) -> dict:
     """What GET /info, the answers and the page say of a model: its file, run, task, layers, class names, best
     validation accuracy and step."""
-    run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
     scores = [
         state["best_model_score"].item()
         for key, state in saved.get("callbacks", {}).items()
@@ -78,13 +77,18 @@ def describe(path: Path, saved: dict, model: MNISTClassifier) -> dict:
     ]
     return {
         "checkpoint": str(path),
-        "run": run.name,
+        "run": run_of(path).name,
         "task": model.hparams.task,
         "hidden_sizes": list(model.hparams.hidden_sizes),
         "class_names": model.class_names,
         "val_acc_best": max(scores) if scores else None,
         "global_step": saved.get("global_step"),
     }
+
+
+def run_of(path: Path) -> Path:
+    """The run folder a model file belongs to (its checkpoints/best.ckpt, or its live.pt)."""
+    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
 
 
 def drawings_tag(collection: Path) -> str:

@@ -59,6 +59,18 @@ class Prepared:
     model: str | None = None
 
 
+def decode_picture(image: str) -> torch.Tensor | Rejected:
+    """A picture file in base64 prepared MNIST-style (uint8, 28x28), or why it cannot be."""
+    try:
+        data = base64.b64decode(image, validate=True)
+    except (binascii.Error, ValueError):
+        return Rejected(400, "image: not valid base64")
+    try:
+        return prepare(load_image(BytesIO(data), "image"), "image")
+    except ImageError as error:
+        return Rejected(IMAGE_STATUS.get(type(error), 422), str(error))
+
+
 class DigitAPI(ls.LitAPI):
     """Decode and prepare pictures, run the network on a batch of them, and answer each in JSON."""
 
@@ -90,14 +102,9 @@ class DigitAPI(ls.LitAPI):
     def decode_request(self, request):
         if not (isinstance(request, dict) and isinstance(request.get("image"), str)):  # (the gate refuses these)
             return Rejected(422, NO_IMAGE_FIELD)
-        try:
-            data = base64.b64decode(request["image"], validate=True)
-        except (binascii.Error, ValueError):
-            return Rejected(400, "image: not valid base64")
-        try:
-            digit = prepare(load_image(BytesIO(data), "image"), "image")
-        except ImageError as error:
-            return Rejected(IMAGE_STATUS.get(type(error), 422), str(error))
+        digit = decode_picture(request["image"])
+        if isinstance(digit, Rejected):
+            return digit
         return Prepared(digit, bool(request.get("explain")), request.get("target"), request.get("model"))
 
     @torch.inference_mode()  # (attributions leave it: they need gradients)

@@ -89,3 +89,20 @@ def wait_until_group_gone(group: int, process=None, timeout: float = 120) -> Non
         return False
 
     wait_for(gone, timeout)
+
+
+PORT = 8123  # the service built in this process: never listens, its URLs only name this port
+OWN = f"http://127.0.0.1:{PORT}"
+
+
+def service_in_process(checkpoint, folder, monkeypatch, **options):
+    """The service `serve` runs (not started), in `folder`, on no data (for FastAPI's TestClient)."""
+    from mnist_ann.serve.lab import RUNS
+    from mnist_ann.serve.runs import RunModels
+    from mnist_ann.serve.server import service
+
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv("MNIST_ANN_DATA_DIR", str(folder / "no-data"))
+    models = RunModels(RUNS, "cpu")
+    options = {"access_log": False, **options}
+    return service(checkpoint, models, models.load(checkpoint), port=PORT, **options)

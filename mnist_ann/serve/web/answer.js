@@ -27,29 +27,35 @@ function gray(canvas, values, columns, scale) {
 }
 
 // Red for positive, white for zero, blue for negative, on one symmetric scale: the 95th percentile of the
-// magnitudes, so that a few strong pixels do not wash out the rest.
-function diverging(canvas, values) {
+// magnitudes, so that a few strong values do not wash out the rest. `columns` wide (a square by default), each
+// value `scale` pixels on screen (unset: as the canvas is); `off[i]`: a unit that passes nothing, grey.
+export function diverging(canvas, values, columns = Math.round(Math.sqrt(values.length)), scale = 0, off = []) {
+  const rows = Math.ceil(values.length / columns);
+  canvas.width = columns; canvas.height = rows;
+  if (scale) { canvas.style.width = `${columns * scale}px`; canvas.style.height = `${rows * scale}px`; }
   const context = canvas.getContext("2d");
-  const side = Math.round(Math.sqrt(values.length));
-  const pixels = context.createImageData(side, side);
+  const pixels = context.createImageData(columns, rows);
   const magnitudes = values.map(Math.abs).filter((value) => value > 0).sort((a, b) => a - b);
   const top = magnitudes.length ? magnitudes[Math.floor(0.95 * (magnitudes.length - 1))] : 1e-9;
   values.forEach((value, index) => {
     const strength = Math.min(1, Math.abs(value) / top);
     const fade = Math.round(255 * (1 - strength));
-    pixels.data.set(value >= 0 ? [255, fade, fade, 255] : [fade, fade, 255, 255], index * 4);
+    const colour = off[index] ? [200, 203, 210] : value >= 0 ? [255, fade, fade] : [fade, fade, 255];
+    pixels.data.set([...colour, 255], index * 4);
   });
+  for (let index = values.length; index < columns * rows; index++) pixels.data.set([246, 247, 249, 255], index * 4);
   context.putImageData(pixels, 0, 0);
+  return canvas;
 }
 
 // A layer's picture with its name and size, each a message: [key, values].
-function layer(title, size, content) {
+export function layer(title, size, content) {
   const box = element("div", "layer");
   box.append(content, show(element("div", "title"), ...title), show(element("div", "size"), ...size));
   return box;
 }
 
-const arrow = () => element("span", "arrow", "→");
+export const arrow = (direction = "→") => showData(element("span", "arrow"), direction);
 const percent = (p) => `${(100 * p).toFixed(1)}%`;
 
 function bar(name, p, logit, winner) {
