@@ -56,9 +56,22 @@ def scalar_counts(accumulator: EventAccumulator) -> dict[str, int]:
 def test_fit_logs_every_scalar_with_the_right_number_of_points(runs):
     counts = scalar_counts(events(runs / "version_0"))
     per_epoch = ("train/acc", "val/loss", "val/acc", "val/acc_best")
-    per_window = ("train/loss", "train/lr")
+    layers = ("hidden_1", "hidden_2", "output")
+    per_window = (
+        "train/loss",
+        "train/lr",
+        *(f"gradients/{kind}/{layer}" for kind in ("norm", "update_ratio") for layer in layers),
+    )
     expected = {**dict.fromkeys(per_window, EPOCHS * STEPS_PER_EPOCH // LOG_EVERY), **dict.fromkeys(per_epoch, EPOCHS)}
     assert {tag: counts.get(tag) for tag in expected} == expected
+
+
+def test_the_gradient_scalars_are_each_layers_norm_and_step_at_the_logged_steps(runs):
+    accumulator = events(runs / "version_0")
+    for tag in ("gradients/norm/hidden_1", "gradients/update_ratio/output"):
+        points = accumulator.Scalars(tag)
+        assert [point.step for point in points] == [point.step for point in accumulator.Scalars("train/loss")]
+        assert all(0 < point.value < 100 for point in points)
 
 
 def test_fit_logs_sample_inputs_once_and_a_confusion_matrix_per_epoch(runs):
