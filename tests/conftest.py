@@ -20,9 +20,33 @@ def one_thread():
     torch.set_num_threads(1)
 
 
-# The files that take longest, started first: pytest-xdist hands each worker whole files in collection order, and
-# one of these begun last would leave the other worker idle at the end (`benchmarks/README.md`: the test suite).
-LONGEST_FIRST = ["test_handwriting.py", "test_readme.py", "test_lab.py", "test_service_processes.py", "test_serve.py"]
+# The files, longest first (as `--durations` lists them): pytest-xdist hands each worker whole files in this order,
+# the next to whichever worker is free, so that the last ones are short and neither worker waits long for the other
+# at the end (`benchmarks/README.md`: the test suite). A file not listed comes after them.
+LONGEST_FIRST = [
+    "test_tune.py",
+    "test_serve.py",
+    "test_readme.py",
+    "test_handwriting.py",
+    "test_lab.py",
+    "test_ddp.py",
+    "test_service_processes.py",
+    "test_multinode.py",
+    "test_packaging.py",
+    "test_interruptions.py",
+    "test_tasks.py",
+    "test_cli.py",
+    "test_backward.py",
+    "test_reliability.py",
+    "test_collect.py",
+    "test_notebook.py",
+    "test_words.py",
+    "test_levers.py",
+    "test_smoke.py",
+    "test_predict.py",
+    "test_guard.py",
+    "test_monitoring.py",
+]
 
 
 def pytest_collection_modifyitems(items) -> None:

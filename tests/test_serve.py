@@ -202,13 +202,23 @@ def test_the_page_loads_nothing_from_elsewhere_and_the_folder_gains_no_file(serv
     page = get(f"{server}/").decode()
     assert '<canvas id="pad"' in page
     linked = re.findall(r'(?:src|href)="([^"]+)"', page)
-    assert sorted(linked) == ["data:,", "web/handwriting.js", "web/lab.js", "web/page.css", "web/page.js"]  # (no icon)
-    modules, files = ["page.js", "lab.js", "handwriting.js"], {}
+    scripts = ["web/backward.js", "web/handwriting.js", "web/lab.js", "web/page.css", "web/page.js"]
+    assert sorted(linked) == ["data:,", *scripts]  # (no icon)
+    modules, files = ["page.js", "lab.js", "handwriting.js", "backward.js"], {}
     while modules:  # every module and what it imports: all plain files of this service
         name = modules.pop()
         files[name] = get(f"{server}/web/{name}").decode()
         modules += [found for found in re.findall(r'from "\./([^"]+)"', files[name]) if found not in files]
-    assert sorted(files) == ["answer.js", "chart.js", "handwriting.js", "lab.js", "page.js", "request.js", "words.js"]
+    assert sorted(files) == [
+        "answer.js",
+        "backward.js",
+        "chart.js",
+        "handwriting.js",
+        "lab.js",
+        "page.js",
+        "request.js",
+        "words.js",
+    ]
     assert all(re.findall(r'from "([^"]+)"', text) == re.findall(r'from "(\./[^"]+)"', text) for text in files.values())
     for text in [page, get(f"{server}/web/page.css").decode(), *files.values()]:
         assert "http:" not in text and "https:" not in text and "//" + "cdn" not in text

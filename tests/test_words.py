@@ -36,6 +36,16 @@ def test_every_message_is_in_both_tables_with_the_same_values():
         assert korean[key] != text or "{" in text, f"{key} is not said in Korean"
 
 
+def test_the_pages_english_before_its_scripts_run_is_the_english_table():
+    """index.html holds the English of each text (what shows until the tables load): the same as messages/en.json."""
+    html, english = (MESSAGES.parent / "index.html").read_text(), table("en")
+    texts = re.findall(r'data-t="([\w.]+)"[^>]*>([^<]*)<', html)
+    labels = re.findall(r'aria-label="([^"]*)" data-t-aria-label="([\w.]+)"', html)
+    assert len(texts) > 40 and labels
+    for key, text in texts + [(key, text) for text, key in labels]:
+        assert " ".join(text.split()) == english[key], key
+
+
 @pytest.fixture
 def korean_browser():
     """Headless Chromium whose language is Korean, as a Korean learner's browser asks."""
@@ -62,10 +72,10 @@ def test_a_korean_browser_gets_the_page_in_korean_and_the_switch_keeps_the_drawi
     process, base = start_server(trained_checkpoint, cwd=tmp_path)
     try:
         english = Page(browser, f"{base}/")
-        assert english.driver.find_element(english.by.TAG_NAME, "h1").text == "Draw a digit"
+        english.wait_for(lambda: english.driver.find_element(english.by.TAG_NAME, "h1").text == "Draw a digit")
 
         page = Page(korean_browser, f"{base}/")
-        assert page.driver.find_element(page.by.TAG_NAME, "h1").text == "숫자를 그려 보세요"
+        page.wait_for(lambda: page.driver.find_element(page.by.TAG_NAME, "h1").text == "숫자를 그려 보세요")
         page.draw(STROKES["3"])
         page.settled(1)
         assert page.driver.execute_script(LAYERS) == ["입력층", "은닉층 1", "은닉층 2", "출력층"]
@@ -87,7 +97,7 @@ def test_a_korean_browser_gets_the_page_in_korean_and_the_switch_keeps_the_drawi
         english_text = page.driver.find_element(page.by.TAG_NAME, "body").text
         assert not re.search("[가-힣]", english_text.replace("한국어", ""))
 
-        page.driver.refresh()  # the choice is remembered
-        assert Page(korean_browser, f"{base}/").driver.find_element(page.by.TAG_NAME, "h1").text == "Draw a digit"
+        again = Page(korean_browser, f"{base}/")  # the choice is remembered
+        again.wait_for(lambda: again.driver.find_element(again.by.TAG_NAME, "h1").text == "Draw a digit")
     finally:
         stop_server(process)
