@@ -52,7 +52,8 @@ function showLearning(learned) {
   const name = classes[learned.target];
   if (before.probabilities && before.probabilities.length > 1) {
     const p = before.probabilities[learned.target];
-    show(lossLine, "backward.loss", { loss: fixed(before.loss), name, p: fixed(p) });
+    const shown = p < 0.001 ? p.toExponential(2) : fixed(p);  // -log 0.000 would say nothing
+    show(lossLine, "backward.loss", { loss: fixed(before.loss), name, p: shown });
   } else {
     show(lossLine, "backward.loss_other", { loss: fixed(before.loss), name });
   }
@@ -81,9 +82,13 @@ function showLearning(learned) {
     steps: learned.steps, optimizer: learned.optimizer, lr: learned.lr, loss: fixed(after.loss),
     before: fixed(before.loss), name: classes[after.class],
   });
+  const probability = (seen) => (seen.probabilities && seen.probabilities.length > 1
+    ? percent(seen.probabilities[learned.target]) : null);
+  const target = probability(after) === null ? ""
+    : show(element("span"), "backward.target_p", { name, after: probability(after), before: probability(before) });
   const moved = show(element("span"), "backward.moved", { moved: after.moved.map(percent).join(", ") });
   const cost = show(element("span"), "backward.validation", { before: percent(before.val_acc), after: percent(after.val_acc) });
-  afterLine.replaceChildren(line, " ", moved, " ", cost);
+  afterLine.replaceChildren(line, " ", target, " ", moved, " ", cost);
 }
 
 function restart() { steps = 0; ask(); }
