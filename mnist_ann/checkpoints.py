@@ -12,6 +12,7 @@
 
 import pickle
 import re
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -102,17 +103,23 @@ def logger_root(logger: dict, default_root_dir: Path) -> Path:
 
 
 def check_checkpoint(
-    path: Path, weights_only: bool = True, others: list[Path] = (), unsafe_option: str | None = "--weights_only false"
+    path: Path,
+    weights_only: bool = True,
+    others: list[Path] = (),
+    unsafe_option: str | None = "--weights_only false",
+    content: bytes | None = None,
 ) -> dict[str, Any]:
     """Load a checkpoint once, as Lightning will, to turn any failure into one clear message.
 
     `others`: checkpoints the message can offer instead when this one cannot be read; `unsafe_option`: how
-    this command loads a trusted checkpoint that would run code (None: it cannot).
+    this command loads a trusted checkpoint that would run code (None: it cannot); `content`: the file's bytes,
+    where the caller has read them to build its model from them too.
     """
-    if not path.is_file():
+    if content is None and not path.is_file():
         raise CheckpointError(f"--ckpt_path {path}: no such checkpoint file")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=weights_only)
+        source = path if content is None else BytesIO(content)
+        checkpoint = torch.load(source, map_location="cpu", weights_only=weights_only)
     except pickle.UnpicklingError as error:
         # torch names the callable the file asks for ("Unsupported global: GLOBAL posix.system ..."): show it.
         # Without one, the file is no pickle torch can read at all.

@@ -7,6 +7,7 @@ Nothing else names a file: a request never reaches outside the runs' folder.
 
 import re
 import struct
+from io import BytesIO
 from pathlib import Path
 
 import torch
@@ -45,11 +46,12 @@ class RunModels:
 
     def load(self, path: Path) -> tuple[MNISTClassifier, dict]:
         """The model in `path` and what the page says of it (kept: `named` finds it again)."""
-        saved = check_checkpoint(path, unsafe_option=None)
+        content = path.read_bytes() if path.is_file() else None  # read once: checked, then made into the model
+        saved = check_checkpoint(path, unsafe_option=None, content=content)
         # Loaded while a request is answered, under inference mode: weights made there could not take part in the
         # attributions' backpropagation.
         with torch.inference_mode(False):
-            model = MNISTClassifier.load_from_checkpoint(path, map_location=self.device, weights_only=True)
+            model = MNISTClassifier.load_from_checkpoint(BytesIO(content), map_location=self.device, weights_only=True)
         model.eval()
         self.loaded[path] = (path.stat().st_mtime, model, describe(path, saved, model))
         return model, self.loaded[path][2]
