@@ -73,8 +73,7 @@ function showLearning(learned) {
   weights.replaceChildren(...before.first_weights.map((unit) => layer(["backward.unit", { unit: unit.unit }],
     ["backward.gradient", {}], diverging(document.createElement("canvas"), unit.gradient.flat(), unit.gradient.length, 3))));
 
-  stepButton.dataset.t = steps ? "backward.step_again" : "backward.step";
-  show(stepButton, stepButton.dataset.t);
+  show(stepButton, learned.steps ? "backward.step_again" : "backward.step");
   document.body.dataset.learned = after ? after.class : learned.answer;  // for scripts and tests: the copy's answer
   document.body.dataset.steps = learned.steps;
   if (!after) { afterLine.replaceChildren(); return; }
@@ -97,6 +96,7 @@ function showNothing() {
   delete document.body.dataset.learned;
   delete document.body.dataset.steps;
   show(lossLine, "backward.none");
+  show(stepButton, "backward.step");
   for (const shown of [outputBars, hidden, weights, afterLine]) shown.replaceChildren();
 }
 
