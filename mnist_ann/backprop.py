@@ -14,34 +14,36 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from mnist_ann.model import MNISTClassifier, recipe_sgd
+from mnist_ann.model import MNISTClassifier
+from mnist_ann.network import MLP
 
 OptimizerFactory = Callable[[list[nn.Parameter]], torch.optim.Optimizer]
 WEIGHT_PICTURES = 4  # the first layer's units whose weight gradient is shown, those with the largest gradient
 
 
-def optimizer_factory(settings: dict | None, lr: float | None = None) -> tuple[OptimizerFactory, str, float]:
+def optimizer_factory(settings: dict, lr: float | None = None) -> tuple[OptimizerFactory, str, float]:
     """The optimizer a run's config names (`model.optimizer`: class_path and init_args), at rate `lr` (the run's
     own by default): (factory, its name, its rate). Only `torch.optim`'s optimizers are built: a config is never
-    a way to run other code. No config: the recipe's SGD."""
-    if not settings:
-        default = recipe_sgd([nn.Parameter(torch.zeros(1))])
-        rate = default.defaults["lr"] if lr is None else lr
-        return (lambda params: torch.optim.SGD(params, **{**default.defaults, "lr": rate})), "SGD", rate
+    a way to run other code."""
     module, _, name = str(settings.get("class_path", "")).rpartition(".")
     kind = getattr(torch.optim, name, None) if module == "torch.optim" else None
     if not (isinstance(kind, type) and issubclass(kind, torch.optim.Optimizer)):
         raise ValueError(f"optimizer: {settings.get('class_path')!r} is not one of torch.optim's")
     accepted = inspect.signature(kind).parameters
     arguments = {key: value for key, value in (settings.get("init_args") or {}).items() if key in accepted}
-    rate = arguments.get("lr", 0.001) if lr is None else lr
+    rate = arguments.get("lr", accepted["lr"].default) if lr is None else lr
     return (lambda params: kind(params, **{**arguments, "lr": rate})), name, rate
 
 
-def look(net: nn.Module, task, image: Tensor, target: int) -> dict:
-    """One forward and backward pass of `image` (1, 28, 28, normalized) toward `target`: the loss, the outputs,
-    and for each layer (its linear part's output z, before the activation) the activation and dL/dz."""
-    linears = [layer for layer in net.layers if isinstance(layer, nn.Linear)]
+def loss_toward(net: MLP, task, image: Tensor, target: int) -> Tensor:
+    """The loss of `image` (1, 28, 28, normalized) toward the class `target`, as `training_step` computes it."""
+    return task.loss(net(image.unsqueeze(0)), task.targets(torch.tensor([target])))
+
+
+def look(net: MLP, task, image: Tensor, target: int) -> dict:
+    """One forward and backward pass of `image` toward `target`: the loss, the outputs, and for each layer (its
+    linear part's output z, before the activation) the activation and dL/dz."""
+    linears = net.linear_layers()
     seen: list[Tensor] = []
 
     def keep(module, inputs, output) -> None:
@@ -51,8 +53,7 @@ def look(net: nn.Module, task, image: Tensor, target: int) -> dict:
     hooks = [layer.register_forward_hook(keep) for layer in linears]
     try:
         net.zero_grad()
-        outputs = net(image.unsqueeze(0))
-        loss = task.loss(outputs, task.targets(torch.tensor([target])))
+        loss = loss_toward(net, task, image, target)
         loss.backward()
     finally:
         for hook in hooks:
@@ -60,7 +61,7 @@ def look(net: nn.Module, task, image: Tensor, target: int) -> dict:
     # dL/dW of the first layer, row by row: the unit's dL/dz times the input pixels.
     first = seen[0].grad[0]
     units = first.abs().argsort(descending=True)[:WEIGHT_PICTURES].tolist()
-    predicted = task.predict(outputs.detach())
+    predicted = task.predict(seen[-1].detach())
     return {
         "loss": loss.item(),
         "probabilities": predicted["probabilities"][0].tolist() if "probabilities" in predicted else None,
@@ -80,7 +81,7 @@ def look(net: nn.Module, task, image: Tensor, target: int) -> dict:
 
 def learning_steps(
     model: MNISTClassifier, image: Tensor, target: int, optimizer: OptimizerFactory, steps: int
-) -> tuple[dict, dict | None, nn.Module]:
+) -> tuple[dict, dict | None, MLP]:
     """The picture looked at before, and after `steps` of `optimizer` on a copy of the network toward `target`
     (None for no step); the copy, stepped."""
     net = copy.deepcopy(model.net).eval()
@@ -88,14 +89,14 @@ def learning_steps(
         before = look(net, model.task, image, target)
         if not steps:
             return before, None, net
-        start = [layer.weight.detach().clone() for layer in net.layers if isinstance(layer, nn.Linear)]
+        start = [layer.weight.detach().clone() for layer in net.linear_layers()]
         stepping = optimizer(list(net.parameters()))
         for _ in range(steps):
             stepping.zero_grad()
-            model.task.loss(net(image.unsqueeze(0)), model.task.targets(torch.tensor([target]))).backward()
+            loss_toward(net, model.task, image, target).backward()
             stepping.step()
         after = look(net, model.task, image, target)
-    weights = [layer.weight.detach() for layer in net.layers if isinstance(layer, nn.Linear)]
+    weights = [layer.weight.detach() for layer in net.linear_layers()]
     # Each layer's step, as a share of its weights' size: ||W_after - W_before|| / ||W_before||.
     after["moved"] = [((now - then).norm() / then.norm()).item() for now, then in zip(weights, start, strict=True)]
     return before, after, net

@@ -42,7 +42,7 @@ def diverging_colours(values: Tensor, limit: float | Tensor) -> Tensor:
 def weight_tiles(network: MLP, columns: int = 16, units: int | None = None, zoom: int = 1) -> Tensor:
     """The first hidden layer's weights as an RGB picture (3, H, W): one 28x28 tile per unit (the first `units`
     of them), one scale for all, each pixel drawn `zoom` x `zoom`."""
-    first = next(layer for layer in network.layers if isinstance(layer, torch.nn.Linear))
+    first = network.linear_layers()[0]
     weights = first.weight.detach()[:units].cpu()
     limit = weights.abs().quantile(0.995).clamp_min(1e-8)  # a few extreme weights would wash out the rest
     tiles = diverging_colours(weights.view(-1, IMAGE_SIDE, IMAGE_SIDE), limit).permute(0, 3, 1, 2)  # (units, 3, H, W)

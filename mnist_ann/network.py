@@ -52,12 +52,16 @@ class MLP(nn.Module):
         """Map a batch of images (N, 1, 28, 28) or flat vectors (N, 784) to logits (N, num_classes)."""
         return self.layers(images)
 
+    def linear_layers(self) -> list[nn.Linear]:
+        """The fully connected layers, from the first hidden layer's to the output layer's."""
+        return [layer for layer in self.layers if isinstance(layer, nn.Linear)]
+
     @torch.no_grad()
     def limit_incoming_norms(self, max_norm: float) -> None:
         """Max-norm: each hidden unit's incoming weights (a row of its layer's weight matrix) scaled back to length
         `max_norm` where they are longer. Applied after every optimizer step, it bounds the weights however large
         the steps, instead of pulling all of them toward 0 as weight decay does."""
-        for layer in [layer for layer in self.layers if isinstance(layer, nn.Linear)][:-1]:
+        for layer in self.linear_layers()[:-1]:
             layer.weight.renorm_(2, 0, max_norm)
 
     def layer_outputs(self, images: Tensor) -> list[Tensor]:

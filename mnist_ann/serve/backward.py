@@ -24,7 +24,7 @@ from mnist_ann.backprop import learning_steps, optimizer_factory
 from mnist_ann.data import MNISTDataModule, normalize
 from mnist_ann.errors import DataError
 from mnist_ann.serve.guard import OwnPage
-from mnist_ann.serve.lab import LabRequest
+from mnist_ann.serve.lab import RECIPE, LabRequest
 from mnist_ann.serve.runs import MODEL, RunModels, run_of
 from mnist_ann.serve.worker import Rejected, decode_picture
 
@@ -83,8 +83,9 @@ def backward_router(own_page: OwnPage, models: RunModels, served: tuple, data_di
         if target >= len(model.class_names):
             raise HTTPException(422, f"target: {target} is not a class of this model")
         config = run_config(Path(about["checkpoint"]))
+        settings = (config.get("model") or {}).get("optimizer") or RECIPE["model"]["optimizer"]  # else the recipe's
         try:
-            optimizer, name, rate = optimizer_factory((config.get("model") or {}).get("optimizer"), request.lr)
+            optimizer, name, rate = optimizer_factory(settings, request.lr)
         except ValueError as error:
             raise HTTPException(422, str(error)) from None
         before, after, stepped = learning_steps(model, image, target, optimizer, request.steps)
