@@ -56,7 +56,9 @@ export function layer(title, size, content) {
 }
 
 export const arrow = (direction = "→") => showData(element("span", "arrow"), direction);
-const percent = (p) => `${(100 * p).toFixed(1)}%`;
+// A share as a percentage, `digits` after the point; nothing for no share.
+export const percent = (share, digits = 1) =>
+  (share === null || share === undefined ? "" : `${(100 * share).toFixed(digits)}%`);
 
 function bar(name, p, logit, winner) {
   const row = element("div", winner ? "bar winner" : "bar");

@@ -3,7 +3,7 @@
 // layer's weight gradient as pictures, and optimizer steps taken on a copy of the network by the service. Each
 // request starts from the model as saved and asks for one more step than the last: Reset asks for none.
 import { current, snapshot } from "./page.js";
-import { arrow, diverging, element, layer } from "./answer.js";
+import { arrow, diverging, element, layer, percent } from "./answer.js";
 import { call } from "./request.js";
 import { show, showData } from "./words.js";
 
@@ -12,10 +12,10 @@ const stepButton = document.getElementById("step");
 const lossLine = document.getElementById("loss-line"), afterLine = document.getElementById("after-line");
 const outputBars = document.getElementById("output-gradient");
 const hidden = document.getElementById("hidden-gradients"), weights = document.getElementById("weight-gradients");
-let steps = 0, asked = 0, classes = [];
+let steps = 0, asked = 0;
 
 const fixed = (value, digits = 3) => value.toFixed(digits);
-const percent = (value) => (value === null || value === undefined ? "-" : `${(100 * value).toFixed(2)}%`);
+const share = (value) => percent(value, 2) || "-";
 
 async function ask() {
   const pad = current();
@@ -43,7 +43,7 @@ function signedBar(name, value, top) {
 
 function showLearning(learned) {
   const { before, after } = learned;
-  classes = learned.model.class_names;
+  const classes = learned.model.class_names;
   if (targetSelect.options.length !== classes.length + 1) {
     const options = classes.map((name, index) => showData(new Option("", `${index}`), name));
     targetSelect.replaceChildren(targetSelect.options[0], ...options);
@@ -82,11 +82,11 @@ function showLearning(learned) {
     before: fixed(before.loss), name: classes[after.class],
   });
   const probability = (seen) => (seen.probabilities && seen.probabilities.length > 1
-    ? percent(seen.probabilities[learned.target]) : null);
+    ? share(seen.probabilities[learned.target]) : null);
   const target = probability(after) === null ? ""
     : show(element("span"), "backward.target_p", { name, after: probability(after), before: probability(before) });
-  const moved = show(element("span"), "backward.moved", { moved: after.moved.map(percent).join(", ") });
-  const cost = show(element("span"), "backward.validation", { before: percent(before.val_acc), after: percent(after.val_acc) });
+  const moved = show(element("span"), "backward.moved", { moved: after.moved.map(share).join(", ") });
+  const cost = show(element("span"), "backward.validation", { before: share(before.val_acc), after: share(after.val_acc) });
   afterLine.replaceChildren(line, " ", target, " ", moved, " ", cost);
 }
 

@@ -2,7 +2,7 @@
 // each digit in turn, measure the answering model on the collection, and teach it (a fine-tuning run of the
 // lab) and compare before and after. Every text from the server is set with textContent.
 import { answerWith, clearPad, current, restore, snapshot } from "./page.js";
-import { element } from "./answer.js";
+import { element, percent } from "./answer.js";
 import { call } from "./request.js";
 import { show, showData } from "./words.js";
 
@@ -140,7 +140,7 @@ function keptDrawing(drawing) {
 function shareCell(share) {
   const cell = element("td");
   if (share.accuracy === null) return showData(cell, "-");
-  return show(cell, "hw.share", { percent: `${(100 * share.accuracy).toFixed(1)}%`, count: share.count });
+  return show(cell, "hw.share", { percent: percent(share.accuracy), count: share.count });
 }
 
 // A model measured on the drawings: a row of the scores table, named by `label` (a message: [key, values]) or
@@ -151,7 +151,7 @@ async function measure(model, label) {
   row.dataset.model = model || "";
   const file = scores.model.checkpoint.split("/").pop();
   const name = label ? show(element("td"), ...label) : showData(element("td"), `${scores.model.run}, ${file}`);
-  const mnist = showData(element("td"), scores.mnist_test === null ? "-" : `${(100 * scores.mnist_test).toFixed(2)}%`);
+  const mnist = showData(element("td"), percent(scores.mnist_test, 2) || "-");
   row.append(name, shareCell(scores.all), shareCell(scores.held_out), mnist);
   document.querySelector("#scores tbody").append(row);
   showConfusion(scores.confusion, label ? { key: label[0], values: label[1] } : name.textContent);

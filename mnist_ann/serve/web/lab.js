@@ -2,7 +2,7 @@
 // and the runs under lightning_logs/: answer with one, compare two, test one, resume one. Every text that comes
 // from the server is set with textContent, never parsed as HTML.
 import { answerWith, askAgain, compareWith } from "./page.js";
-import { element } from "./answer.js";
+import { element, percent } from "./answer.js";
 import { Chart } from "./chart.js";
 import { call } from "./request.js";
 import { show, showData } from "./words.js";
@@ -188,7 +188,6 @@ function choose(model) {
 }
 answerWithSelect.addEventListener("change", () => choose(answerWithSelect.value));
 
-const percent = (value) => (value === null || value === undefined ? "" : `${(100 * value).toFixed(2)}%`);
 
 async function showRuns() {
   try {
@@ -208,14 +207,14 @@ function runRow(run) {
   const row = element("tr");
   const s = run.settings;
   row.dataset.run = run.run;
-  const score = (key, value) => (value === null ? "" : { key, values: { percent: percent(value) } });
+  const score = (key, value) => (value === null ? "" : { key, values: { percent: percent(value, 2) } });
   row.dataset.scores = JSON.stringify({
     validation: score("runs.validation", run.val_acc), test: score("runs.test", run.test_acc),
   });
   const layers = s.hidden_sizes ? [s.inputs, ...s.hidden_sizes, s.outputs].join("-") : "";
   const headings = [...document.querySelectorAll("#runs thead th")].map((th) => th.textContent);
-  [run.run, layers, s.optimizer ?? "", s.lr ?? "", s.epochs ?? "", percent(run.val_acc), percent(run.test_acc),
-    percent(run.drawings_acc)].forEach((text, index) => {
+  [run.run, layers, s.optimizer ?? "", s.lr ?? "", s.epochs ?? "", percent(run.val_acc, 2), percent(run.test_acc, 2),
+    percent(run.drawings_acc, 2)].forEach((text, index) => {
     const cell = showData(element("td"), String(text));
     if (index === 0 && s.taught_from) show(cell, "runs.taught_from", { run: run.run, from: s.taught_from });
     cell.dataset.label = headings[index];  // shown before the figure on a phone, where the table is cards

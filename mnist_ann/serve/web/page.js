@@ -3,7 +3,7 @@
 // The pad is the one source of truth: every change to it (a stroke, Clear, a save, an upload) makes a new
 // version, each request carries the version it was asked for, and an answer for any other version than the
 // pad's current one is dropped. What is kept is the pad at the click (`snapshot`), never an earlier request's.
-import { render } from "./answer.js";
+import { percent, render } from "./answer.js";
 import { call } from "./request.js";
 import { show, showData } from "./words.js";
 
@@ -30,7 +30,7 @@ function showAnswers(answer, compared, at = version) {
   document.dispatchEvent(new CustomEvent("answer", { detail: answer }));  // for handwriting.js
   // On a narrow screen, the answer in a word beside the pad: the full answer is below it, out of sight.
   showData(document.getElementById("pad-answer"), answer
-    ? `${answer.name}${answer.probabilities ? ` (${(100 * answer.probabilities[answer.class]).toFixed(0)}%)` : ""}` : "");
+    ? `${answer.name}${answer.probabilities ? ` (${percent(answer.probabilities[answer.class], 0)})` : ""}` : "");
   for (const [view, shown] of [[compareMain, answer], [compareView, compared]]) {
     render(shown, view, view.querySelector(".layers"));
     showData(view.querySelector(".who"), shown ? `${shown.model.run}, ${shown.model.checkpoint.split("/").pop()}` : "");
