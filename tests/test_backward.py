@@ -1,23 +1,19 @@
 """The backward pass: the loss's gradient at every layer and optimizer steps on a copy (`mnist_ann.backprop`),
 POST /backward in this process, and the page's backward pass in headless Chromium."""
 
-import base64
 import copy
 import gc
-from io import BytesIO
 
 import pytest
 import torch
-from fastapi.testclient import TestClient
-from litserve.utils import wrap_litserve_start
 from torch import nn
 
 from mnist_ann.backprop import learning_steps, look, optimizer_factory
 from mnist_ann.model import MNISTClassifier
 from mnist_ann.network import MLP
 from tests.helpers.browser import SCREENSHOT_DIR, STROKES, Page
-from tests.helpers.service import OWN, service_in_process, start_server, stop_server
-from tests.helpers.synthetic import bar_picture
+from tests.helpers.service import in_process_client, start_server, stop_server
+from tests.helpers.synthetic import bar_picture, png_base64
 
 SGD = {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.1}}
 
@@ -98,23 +94,14 @@ def test_a_step_of_sgd_moves_each_weight_by_minus_the_rate_times_its_gradient_an
         optimizer_factory({"class_path": "os.system"})
 
 
-def png_of_a_bar() -> str:
-    file = BytesIO()
-    bar_picture().save(file, format="PNG")
-    return base64.b64encode(file.getvalue()).decode()
-
-
 @pytest.fixture(scope="module")
 def client(trained_checkpoint, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("backward")
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        server = service_in_process(trained_checkpoint, folder, monkeypatch)
-        with wrap_litserve_start(server) as started, TestClient(started.app, base_url=OWN) as client:
-            yield client
+    with in_process_client(trained_checkpoint, tmp_path_factory.mktemp("backward")) as client:
+        yield client
 
 
 def test_steps_never_change_the_served_model_its_file_or_its_answers(client, trained_checkpoint):
-    image = png_of_a_bar()
+    image = png_base64(bar_picture())
     saved, answered = trained_checkpoint.read_bytes(), client.post("/predict", json={"image": image}).json()
     first = client.post("/backward", json={"image": image}).json()
     assert first["target"] == first["answer"] == answered["class"] and first["after"] is None
@@ -145,12 +132,14 @@ def test_steps_never_change_the_served_model_its_file_or_its_answers(client, tra
     ],
 )
 def test_a_bad_backward_request_is_refused_with_one_message(client, body, status, error):
-    answer = client.post("/backward", json={"image": png_of_a_bar(), **body})
+    answer = client.post("/backward", json={"image": png_base64(bar_picture()), **body})
     assert answer.status_code == status and answer.json()["error"].startswith(error)
 
 
 def test_another_origin_cannot_ask_for_a_backward_pass(client):
-    answer = client.post("/backward", json={"image": png_of_a_bar()}, headers={"Origin": "http://evil.example"})
+    answer = client.post(
+        "/backward", json={"image": png_base64(bar_picture())}, headers={"Origin": "http://evil.example"}
+    )
     assert answer.status_code == 403
 
 

@@ -1,9 +1,7 @@
 """The GPU tier (`pytest -m gpu`): fit, test, predict, export, serve and the lab on `cuda`, augmentation on the
 device, mixed precision. Skipped where torch sees no CUDA GPU; CONTRIBUTING.md says how to run them on one."""
 
-import base64
 import json
-from io import BytesIO
 
 import pytest
 import torch
@@ -11,7 +9,7 @@ import torch
 from mnist_ann.model import MNISTClassifier
 from tests.helpers.commands import CONFIG, run_main, table_values
 from tests.helpers.service import get, post, start_server, stop_server
-from tests.helpers.synthetic import bar_picture
+from tests.helpers.synthetic import bar_picture, png_base64
 from tests.helpers.wait import wait_for
 
 pytestmark = [
@@ -44,9 +42,7 @@ def test_fit_test_predict_and_export_on_the_gpu(synthetic_data_dir, tmp_path, mo
 def test_serve_answers_and_the_lab_trains_on_the_gpu(trained_checkpoint, synthetic_data_dir, tmp_path):
     process, base = start_server(trained_checkpoint, cwd=tmp_path, env={"MNIST_ANN_DATA_DIR": str(synthetic_data_dir)})
     try:
-        picture = BytesIO()
-        bar_picture().save(picture, format="PNG")
-        body = json.dumps({"image": base64.b64encode(picture.getvalue()).decode()}).encode()
+        body = json.dumps({"image": png_base64(bar_picture())}).encode()
         status, answer = post(f"{base}/predict", body)
         assert status == 200 and len(answer["probabilities"]) == 10
         settings = {"hidden_sizes": [32], "epochs": 1, "val_size": 200}

@@ -13,31 +13,19 @@ from io import BytesIO
 
 import pytest
 from fastapi.testclient import TestClient
-from litserve.utils import wrap_litserve_start
 from PIL import Image
 
 from mnist_ann.serve.guard import MAX_BODY_BYTES
-from tests.helpers.service import OWN, service_in_process
-from tests.helpers.synthetic import bar_picture
+from tests.helpers.service import OWN, in_process_client, service_in_process
+from tests.helpers.synthetic import bar_picture, png_base64
 
-
-def png(picture: Image.Image) -> str:
-    file = BytesIO()
-    picture.save(file, format="PNG")
-    return base64.b64encode(file.getvalue()).decode()
-
-
-DIGIT = png(bar_picture())
+DIGIT = png_base64(bar_picture())
 
 
 @pytest.fixture(scope="module")
 def client(trained_checkpoint, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("service")
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        server = service_in_process(trained_checkpoint, folder, monkeypatch, access_log=True)
-        with wrap_litserve_start(server) as started, TestClient(started.app, base_url=OWN) as client:
-            client.folder = folder
-            yield client
+    with in_process_client(trained_checkpoint, tmp_path_factory.mktemp("service"), access_log=True) as client:
+        yield client
 
 
 def good_predict(client) -> None:
@@ -118,13 +106,13 @@ def test_a_body_over_the_limit_is_refused_from_its_length_or_as_it_arrives(clien
 def test_a_drawing_is_kept_at_most_the_size_a_digit_needs(client):
     huge = Image.new("L", (4096, 4096), 255)
     huge.paste(0, (1500, 500, 2500, 3500))  # a digit "1" drawn across a 4096x4096 picture
-    answer = client.post("/collect", json={"image": png(huge), "label": 1})
+    answer = client.post("/collect", json={"image": png_base64(huge), "label": 1})
     assert answer.status_code == 200
     kept = client.folder / "my_digits" / "drawings" / f"{answer.json()['kept']['number']:06d}-1.png"
     with Image.open(kept) as picture:
         assert max(picture.size) == 1024
     noise = Image.frombytes("L", (3000, 3000), os.urandom(3000 * 3000))
-    answer = client.post("/collect", json={"image": png(noise), "label": 1})
+    answer = client.post("/collect", json={"image": png_base64(noise), "label": 1})
     assert answer.status_code == 413  # 9 MB of pixels: over what a drawing may be
     too_big = client.post("/collect", json={"image": "A" * (6 * 2**20), "label": 1})
     assert too_big.status_code == 422 and "a drawing is at most 4 MB" in too_big.json()["error"]

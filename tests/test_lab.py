@@ -4,13 +4,11 @@ The callback and the settings are tested in this process; the service as a user 
 data, with real runs (`slow`); the page in headless Chromium.
 """
 
-import base64
 import json
 import re
 import shutil
 import signal
 import urllib.request
-from io import BytesIO
 from pathlib import Path
 
 import lightning as L
@@ -31,6 +29,7 @@ from mnist_ann.serve.runs import CACHED_MODELS, RunModels, list_runs
 from tests.helpers.browser import SCREENSHOT_DIR, STROKES, Page
 from tests.helpers.commands import run_main
 from tests.helpers.service import get, lab_job, lab_server, post, stop_server, wait_until_group_gone
+from tests.helpers.synthetic import png_base64
 from tests.helpers.wait import wait_for
 
 
@@ -189,9 +188,8 @@ def test_a_job_killed_or_stopped_at_once_says_what_happened_and_lists_nothing(
 
 def drawing(data_dir: Path, **fields) -> bytes:
     """A request to POST /predict: a synthetic test digit as a PNG file, with `fields`."""
-    picture = BytesIO()
-    Image.fromarray(load_split(data_dir, train=False)[0][0].numpy()).save(picture, format="PNG")
-    return json.dumps({"image": base64.b64encode(picture.getvalue()).decode(), **fields}).encode()
+    picture = Image.fromarray(load_split(data_dir, train=False)[0][0].numpy())
+    return json.dumps({"image": png_base64(picture), **fields}).encode()
 
 
 def as_body(settings: dict) -> bytes:

@@ -1,20 +1,18 @@
 """Every command once, as a user types it, on tiny synthetic data: `pytest -m smoke` says in seconds that nothing
 is broken end to end (the other test files say how well each part works)."""
 
-import base64
 import json
 import logging
 import os
 import signal
 import urllib.request
-from io import BytesIO
 
 import pytest
 import yaml
 
 from tests.helpers.commands import finish, free_port, run_main, start_cli
 from tests.helpers.service import wait_for_answer
-from tests.helpers.synthetic import bar_picture, write_mnist
+from tests.helpers.synthetic import bar_picture, png_base64, write_mnist
 
 pytestmark = pytest.mark.smoke
 
@@ -76,9 +74,7 @@ def test_tune_runs_a_one_trial_study(folder, monkeypatch):
 
 def test_serve_answers_a_picture_and_stops_on_ctrl_c(server):
     """Ctrl-C in a terminal: SIGINT to every process of the group (SIGTERM under load: test_serve.py)."""
-    png = BytesIO()
-    bar_picture().save(png, format="PNG")
-    body = json.dumps({"image": base64.b64encode(png.getvalue()).decode()}).encode()
+    body = json.dumps({"image": png_base64(bar_picture())}).encode()
     process, base = server
     try:
         wait_for_answer(process, f"{base}/health")

@@ -7,7 +7,7 @@ from importlib.resources import files
 
 import pytest
 
-from tests.helpers.browser import SCREENSHOT_DIR, STROKES, Page
+from tests.helpers.browser import SCREENSHOT_DIR, STROKES, Page, chromium
 from tests.helpers.service import start_server, stop_server
 
 MESSAGES = files("mnist_ann.serve") / "web" / "messages"
@@ -49,20 +49,8 @@ def test_the_pages_english_before_its_scripts_run_is_the_english_table():
 @pytest.fixture
 def korean_browser():
     """Headless Chromium whose language is Korean, as a Korean learner's browser asks."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    from tests.helpers.browser import CHROMEDRIVER
-
-    options = webdriver.ChromeOptions()
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--lang=ko", "--window-size=1400,1000"):
-        options.add_argument(flag)
-    options.add_experimental_option("prefs", {"intl.accept_languages": "ko,en"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
+    with chromium("ko") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.mark.slow

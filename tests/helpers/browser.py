@@ -1,9 +1,14 @@
 """The page in a real browser: headless Chromium driven by Selenium, and digits drawn as a person draws them."""
 
+import contextlib
 import itertools
 import math
 import os
 from pathlib import Path
+
+import pytest
+
+from tests.helpers.commands import missing
 
 
 def arc(cx, cy, rx, ry, start, end, steps=24) -> list[tuple[float, float]]:
@@ -26,6 +31,38 @@ STROKES = {
 }
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 SCREENSHOT_DIR = Path(os.environ.get("MNIST_ANN_SCREENSHOTS", "/tmp"))
+
+
+@contextlib.contextmanager
+def chromium(language: str | None = None):
+    """Headless Chromium driven by Selenium, quit whatever happens; `language`: the one its pages are asked in
+    (`navigator.languages` and Accept-Language), else the machine's."""
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
+    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
+        missing(f"{CHROMIUM} and {CHROMEDRIVER} are needed (apt-get install chromium chromium-driver)")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,1000",
+    ):
+        options.add_argument(flag)
+    if language:
+        options.add_argument(f"--lang={language}")
+        options.add_experimental_option("prefs", {"intl.accept_languages": language})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
 
 
 class Page:

@@ -106,3 +106,17 @@ def service_in_process(checkpoint, folder, monkeypatch, **options):
     models = RunModels(RUNS, "cpu")
     options = {"access_log": False, **options}
     return service(checkpoint, models, models.load(checkpoint), port=PORT, **options)
+
+
+@contextlib.contextmanager
+def in_process_client(checkpoint, folder, **options):
+    """FastAPI's TestClient on that service with its inference workers started (LitServe's own test helper); the
+    client's `folder` is the service's."""
+    from fastapi.testclient import TestClient
+    from litserve.utils import wrap_litserve_start
+
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        server = service_in_process(checkpoint, folder, monkeypatch, **options)
+        with wrap_litserve_start(server) as started, TestClient(started.app, base_url=OWN) as client:
+            client.folder = folder
+            yield client

@@ -4,6 +4,8 @@ Each class is a fixed random 28x28 stroke pattern plus per-image noise, so a mod
 one short epoch while every byte still goes through the product's own loading code.
 """
 
+import base64
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -47,3 +49,10 @@ def bar_picture(size=(300, 200), box=(40, 30, 100, 150), ink=0, paper=255, mode=
     left, top, right, bottom = box
     pixels[top:bottom, left:right] = ink
     return Image.fromarray(pixels).convert(mode)
+
+
+def png_base64(picture: Image.Image) -> str:
+    """A picture as a PNG file in base64: the `image` of a request to the service."""
+    file = BytesIO()
+    picture.save(file, format="PNG")
+    return base64.b64encode(file.getvalue()).decode()
