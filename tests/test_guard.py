@@ -40,7 +40,8 @@ def good_predict(client) -> None:
     "host", ["evil.example", "evil.example:8123", "127.0.0.1.evil.example:8123", "127.0.0.1:9999", "localhost:80"]
 )
 def test_a_host_that_is_not_the_services_is_refused_on_every_route(client, host):
-    for method, path in [("GET", "/info"), ("GET", "/lab/runs"), ("GET", "/collect"), ("POST", "/lab/stop")]:
+    routes = [("GET", "/info"), ("GET", "/lab/runs"), ("GET", "/collect"), ("POST", "/lab/stop"), ("POST", "/backward")]
+    for method, path in routes:
         answer = client.request(method, path, headers={"Host": host}, json={})
         assert answer.status_code == 400
         assert answer.json() == {"error": f"refused: this service does not answer for the host {host!r}"}
@@ -52,6 +53,7 @@ def test_a_host_that_is_not_the_services_is_refused_on_every_route(client, host)
 
 CHANGES = [("/lab/fit", {"epochs": 1}), ("/lab/stop", {}), ("/lab/test", {"run": "version_0"})]
 CHANGES += [("/lab/resume", {"run": "version_0"}), ("/lab/teach", {"run": "version_0"}), ("/collect", {"label": 3})]
+CHANGES += [("/backward", {"image": DIGIT, "steps": 1})]
 
 
 @pytest.mark.parametrize(("path", "body"), CHANGES, ids=[path for path, _ in CHANGES])
@@ -87,7 +89,7 @@ def test_the_page_is_served_with_its_policy_and_no_framework_page(client):
 # What a request may cost: one body limit for every route, refused before it is read.
 
 
-@pytest.mark.parametrize("path", ["/predict", "/collect", "/lab/fit", "/lab/stop", "/info"])
+@pytest.mark.parametrize("path", ["/predict", "/collect", "/lab/fit", "/lab/stop", "/info", "/backward"])
 def test_a_body_over_the_limit_is_refused_from_its_length_or_as_it_arrives(client, path):
     declared = client.post(path, content=b"{" * (MAX_BODY_BYTES + 1), headers={"Content-Type": "application/json"})
     assert declared.status_code == 413
@@ -98,7 +100,7 @@ def test_a_body_over_the_limit_is_refused_from_its_length_or_as_it_arrives(clien
             yield b"{" * 2**20
 
     streamed = client.post(path, content=chunks(), headers={"Content-Type": "application/json"})
-    if path in ("/predict", "/collect", "/lab/fit"):  # (the others answer without reading a body)
+    if path in ("/predict", "/collect", "/lab/fit", "/backward"):  # (the others answer without reading a body)
         assert streamed.status_code == 413 and "over the 10,485,760 accepted" in streamed.json()["error"]
     good_predict(client)
 
@@ -212,7 +214,7 @@ def test_a_collection_that_cannot_be_written_is_one_message(client):
 
 def test_the_schema_describes_every_public_route_from_its_models(client):
     document = client.get("/openapi.json").json()
-    public = {"/predict", "/health", "/info", "/metrics", "/collect", "/collect/measure"}
+    public = {"/predict", "/health", "/info", "/metrics", "/collect", "/collect/measure", "/backward"}
     public |= {f"/lab{path}" for path in ("", "/fit", "/resume", "/test", "/stop", "/runs", "/events", "/teach")}
     assert public <= set(document["paths"])
     schemas = document["components"]["schemas"]
