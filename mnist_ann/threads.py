@@ -27,10 +27,14 @@ CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os
 
 
 def chosen_threads(setting: int | str, parameters: int, batch_size: int) -> int:
-    """The threads for a network of `parameters` trained (or evaluated) `batch_size` images at a time."""
+    """The threads for a network of `parameters` trained (or evaluated) `batch_size` images at a time: with
+    `auto`, never more than `OMP_NUM_THREADS` where it is set (what a cluster's job or a shared machine allows)."""
     if setting != AUTO:
         return int(setting)
-    return CORES if parameters * batch_size >= THREADED_WORK else 1
+    if parameters * batch_size < THREADED_WORK:
+        return 1
+    allowed = os.environ.get("OMP_NUM_THREADS", "").split(",")[0]  # OpenMP's form: a number, or one per level
+    return min(CORES, int(allowed)) if allowed.isdigit() and int(allowed) > 0 else CORES
 
 
 def use_threads(setting: int | str, model: torch.nn.Module, batch_size: int) -> int:
