@@ -1,6 +1,12 @@
 """The fixtures the tests share; the helpers they call live in tests/helpers/."""
 
+import os
 from pathlib import Path
+
+# The two pytest workers share the two cores: every process a test starts computes with one thread, as `--threads
+# auto` gives the recipe, whatever network it trains (mnist_ann/threads.py: `auto` keeps within OMP_NUM_THREADS).
+# With more, the processes' threads wait on each other's at every step.
+os.environ["OMP_NUM_THREADS"] = "1"
 
 import pytest
 import torch
@@ -12,9 +18,7 @@ from tests.helpers.synthetic import write_mnist
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    """Each test starts with one torch thread, as `--threads auto` gives the small networks of the tests
-    (mnist_ann/threads.py), and whatever a command in it chose (a wide network takes every core) ends with it:
-    with more, the two pytest workers' threads wait on each other's at every step."""
+    """Each test starts with one torch thread, and whatever a command in it chose (`--threads 2`) ends with it."""
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(1)
