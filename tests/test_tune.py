@@ -219,6 +219,7 @@ def test_a_study_stopped_mid_trial_goes_on_keeping_every_finished_trial(
 @pytest.mark.slow
 def test_a_journal_lock_left_by_a_killed_process_gives_way(synthetic_data_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("mnist_ann.tune.storage.LOCK_GRACE_SECONDS", 3)  # Optuna's shortest; the study waits it out
     args = ["tune", "--config", CONFIG, "--config", study_config(tmp_path, n_trials=1), *data(synthetic_data_dir)]
     run_main(monkeypatch, *args)
     journal = (tmp_path / "tune" / "tune.journal").resolve()

@@ -18,6 +18,7 @@ from mnist_ann.tune.space import METRIC, Plan, Search
 # What a study keeps of the settings it was started with: going on under others would rank unlike trials.
 KEPT_SETTINGS = ("epochs", "pruner")
 CLAIM_SECONDS = 3
+LOCK_GRACE_SECONDS = 10  # Optuna's journal lock: how long one may go without a write before it counts as left
 
 
 def open_study(storage: str | None, study_plan: Plan, name: str) -> optuna.Study:
@@ -59,9 +60,10 @@ def open_storage(storage: str | None, runs: Path, name: str) -> optuna.storages.
     runs.mkdir(parents=True, exist_ok=True)
     # By its absolute path: Optuna's lock is a symbolic link to the journal, and one made from a relative
     # path dangles, so a lock left by a killed process was never recognised as stale. Locks are held
-    # for milliseconds: after 10 s without a write, one is a killed process's.
+    # for milliseconds: after LOCK_GRACE_SECONDS without a write, one is a killed process's.
     journal = str((runs / f"{name}.journal").resolve())
-    return JournalStorage(JournalFileBackend(journal, JournalFileSymlinkLock(journal, grace_period=10)))
+    lock = JournalFileSymlinkLock(journal, grace_period=LOCK_GRACE_SECONDS)
+    return JournalStorage(JournalFileBackend(journal, lock))
 
 
 def pruner(search: Search) -> optuna.pruners.BasePruner:
