@@ -45,7 +45,7 @@ def wait_for_answer(process, url: str, timeout: float = 120, accept=lambda body:
             return bool(accept(get(url)))
         return False
 
-    if not wait_for(answered, timeout, every=0.3, while_running=process):
+    if not wait_for(answered, timeout, every=0.1, while_running=process):
         stop_server(process)
         pytest.fail(f"the server ended before it answered at {url}: {process.stderr_text[-3000:]}")
 

@@ -5,7 +5,7 @@ import time
 import pytest
 
 
-def wait_for(condition, timeout: float = 120, every: float = 0.2, while_running=None):
+def wait_for(condition, timeout: float = 120, every: float = 0.05, while_running=None):
     """The first true value `condition()` returns; None as soon as `while_running` (a process) has ended without
     it; the test fails if neither comes within `timeout` seconds."""
     deadline = time.monotonic() + timeout
