@@ -80,6 +80,7 @@ class Service:
     port: int | None
     model_name: str = ""
     access_log: bool = True
+    stopping: object = None  # the event the main process sets when it stops: an open event stream then ends
 
 
 def page() -> FileResponse:
@@ -107,7 +108,7 @@ def complete(app: FastAPI, service: Service) -> FastAPI:
     app.add_api_route("/", page, methods=["GET", "HEAD"], include_in_schema=False)
     app.mount("/web", StaticFiles(directory=WEB), name="web")
     drawings = drawings_tag(service.collection.folder)
-    app.include_router(lab_router(service.lab, service.own_page, service.data_dir, drawings))
+    app.include_router(lab_router(service.lab, service.own_page, service.data_dir, drawings, service.stopping))
     app.include_router(backward_router(service.own_page, service.models, service.served, service.data_dir))
     app.include_router(
         handwriting_router(

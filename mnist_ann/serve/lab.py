@@ -157,7 +157,7 @@ def available_datasets(data_dir: Path) -> list[str]:
     return present
 
 
-def lab_router(lab: Lab, own_page: OwnPage, data_dir: Path, drawings: str | None = None) -> APIRouter:
+def lab_router(lab: Lab, own_page: OwnPage, data_dir: Path, drawings: str | None = None, stopping=None) -> APIRouter:
     """The lab's routes (see the module's docstring); `drawings`, the tag of a test on the page's collection.
     Starting a job happens on the event loop's thread, a short fork and exec; what reads files runs in the
     thread pool."""
@@ -218,18 +218,22 @@ def lab_router(lab: Lab, own_page: OwnPage, data_dir: Path, drawings: str | None
     @router.get("/events", response_class=StreamingResponse)
     async def events(request: Request) -> StreamingResponse:
         """Server-sent events: `job` (its state) and `live` (the lines of the watched run's live.jsonl)."""
-        return watch(lab, request)
+        return watch(lab, request, stopping)
 
     return router
 
 
-def watch(lab: Lab, request: Request) -> StreamingResponse:
+def watch(lab: Lab, request: Request, stopping=None) -> StreamingResponse:
     """Server-sent events: `job` when the job's state changes, `live` for each line of the watched run's
-    live.jsonl (from its beginning, so that a page that connects late draws the whole curve)."""
+    live.jsonl (from its beginning, so that a page that connects late draws the whole curve). The stream ends
+    when the service stops (`stopping` set): the server would otherwise wait its graceful timeout for it."""
+
+    def ending() -> bool:
+        return stopping is not None and stopping.is_set()
 
     async def stream():
         sent, run, offset, partial, quiet = None, None, 0, "", 0.0
-        while not await request.is_disconnected():
+        while not ending() and not await request.is_disconnected():
             state = lab.state()
             if state != sent:
                 sent = state

@@ -167,6 +167,7 @@ def service(
         port=port,
         model_name=str(checkpoint),
         access_log=access_log,
+        stopping=stopping,
     )
     complete(server.app, parts)
     return server
