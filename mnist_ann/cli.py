@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from jsonargparse import Namespace
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, WeightAveraging
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
@@ -201,6 +201,12 @@ class MNISTCLI(LightningCLI):
             raise ConfigError(f"model.optimizer: {error}") from None
         if rates := [group["lr"] for group in optimizer.param_groups if not group["lr"] > 0]:
             raise ConfigError(f"model.optimizer: the learning rate must be positive, got {rates[0]}")
+        averaging = [callback for callback in self.trainer.callbacks if isinstance(callback, WeightAveraging)]
+        if self.model.hparams.get("batch_norm") and any(not callback._use_buffers for callback in averaging):
+            raise ConfigError(  # the averaged weights would be evaluated with the statistics they started with
+                "model.batch_norm with weight averaging that leaves buffers out (use_buffers: false): the averaged "
+                "network's batch statistics would never be kept; drop one of them"
+            )
         weights = getattr(self, "_checkpoint_weights", None)
         if weights:
             check_fits(self.config_init[self.subcommand]["ckpt_path"], weights, self.model.state_dict())

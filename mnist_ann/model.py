@@ -1,7 +1,7 @@
 """The LightningModule: the network with its loss, metrics and optimizer. Read it top to bottom:
 
 - `forward`: the network (`mnist_ann.network`) maps images to outputs.
-- `training_step`: forward pass, loss; Lightning then runs backpropagation and the optimizer step.
+- `training_step`: forward pass, loss (+ `adversarial`'s penalty); Lightning then backpropagates and steps.
 - `validation_step` / `test_step`: the same forward pass and loss, plus accuracy on held-out images.
 - `predict_step`: outputs turned into a class and its probabilities (softmax).
 - `configure_optimizers`: the recipe's SGD, learning rate 0.01, momentum 0.9; optionally a learning-rate
@@ -23,6 +23,7 @@ from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MetricCollection
 
+from mnist_ann.adversarial import Adversarial
 from mnist_ann.checkpoints import check_checkpoint, check_fits
 from mnist_ann.errors import ConfigError
 from mnist_ann.lean import LeanLightningModule
@@ -57,6 +58,9 @@ class MNISTClassifier(LeanLightningModule):
             `mnist_ann.schedules.OneCycle` or `WarmupCosine`; unset, the optimizer's rate throughout.
         dropout: the share of each hidden layer's features zeroed while training; 0 for none.
         input_dropout: the share of input pixels zeroed while training; 0 for none.
+        batch_norm: batch normalization between each hidden layer's linear map and its ReLU.
+        adversarial: adversarial training (`fgsm`) or virtual adversarial training (`vat`), with its
+            strength (`mnist_ann.adversarial`); unset for none.
         max_norm: after every step, each hidden unit's incoming weights are scaled back to this length where
             they are longer (Srivastava et al. 2014 used 3-4 with dropout); unset for no limit.
         label_smoothing: for `multiclass`: the share of each target spread evenly over all classes, so
@@ -79,6 +83,8 @@ class MNISTClassifier(LeanLightningModule):
         scheduler: ScheduleCallable | None = None,
         dropout: ClosedUnitInterval = 0.0,
         input_dropout: ClosedUnitInterval = 0.0,
+        batch_norm: bool = False,
+        adversarial: Adversarial | None = None,
         max_norm: PositiveFloat | None = None,
         label_smoothing: ClosedUnitInterval = 0.0,
         task: TaskName = "multiclass",
@@ -94,7 +100,10 @@ class MNISTClassifier(LeanLightningModule):
             self.task = make_task(task, positive, label_smoothing)
         except ValueError as error:
             raise ConfigError(f"model: {error}") from None
-        self.net = MLP(hidden_sizes, num_classes=self.task.outputs, dropout=dropout, input_dropout=input_dropout)
+        if adversarial and adversarial.kind == "vat" and task != "multiclass":
+            raise ConfigError("model.adversarial: vat compares the answers' class distributions: task multiclass")
+        between_layers = {"dropout": dropout, "input_dropout": input_dropout, "batch_norm": batch_norm}
+        self.net, self.adversarial = MLP(hidden_sizes, num_classes=self.task.outputs, **between_layers), adversarial
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.class_names = self.task.class_names(class_names or DIGITS)
         self.metrics = nn.ModuleDict(
@@ -108,9 +117,11 @@ class MNISTClassifier(LeanLightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         images, labels = batch
-        outputs = self(images)
-        loss = self.task.loss(outputs, self.task.targets(labels))
+        outputs, targets = self(images), self.task.targets(labels)
+        loss = self.task.loss(outputs, targets)
         self.log_training_loss(loss, outputs, labels)
+        if self.adversarial:
+            loss = loss + self.adversarial.penalty(self.net, images, outputs, targets, self.task.loss)
         return loss
 
     def setup(self, stage: str) -> None:

@@ -4,7 +4,9 @@ Input layer: the 28x28 image flattened to 784 pixel features. Hidden layers: ful
 layers with ReLU, each extracting features from the one before; optionally dropout after each, which
 zeroes a random share of the features while training so that no unit can rely on another (Srivastava
 et al. 2014), and does nothing at evaluation; optionally a max-norm limit on each hidden unit's incoming
-weights (the same paper), which lets dropout train at high learning rates. Output layer: one neuron per
+weights (the same paper), which lets dropout train at high learning rates; optionally batch normalization
+between each hidden layer's linear map and its ReLU (Ioffe and Szegedy 2015): each feature standardized over
+the batch while training, by the running mean and variance it kept at evaluation. Output layer: one neuron per
 class, returning raw scores (logits); softmax is applied by the loss and at prediction time,
 never here, because cross-entropy on logits is numerically safer than on probabilities.
 """
@@ -24,7 +26,8 @@ class MLP(nn.Module):
     """784 -> Linear(784, h1) -> ReLU -> Linear(h1, h2) -> ReLU -> ... -> Linear(hn, outputs).
 
     Any number of hidden layers, none included (then it is a linear model of the pixels). With
-    `dropout`, a Dropout follows each hidden ReLU; with `input_dropout`, one follows the input pixels.
+    `dropout`, a Dropout follows each hidden ReLU; with `input_dropout`, one follows the input pixels; with
+    `batch_norm`, a BatchNorm1d comes between each hidden Linear and its ReLU.
     """
 
     def __init__(
@@ -34,6 +37,7 @@ class MLP(nn.Module):
         num_classes: int = NUM_CLASSES,
         dropout: float = 0.0,
         input_dropout: float = 0.0,
+        batch_norm: bool = False,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
@@ -41,7 +45,7 @@ class MLP(nn.Module):
             layers.append(nn.Dropout(input_dropout))
         width = in_features
         for size in hidden_sizes:
-            layers += [nn.Linear(width, size), nn.ReLU()]
+            layers += [nn.Linear(width, size), *([nn.BatchNorm1d(size)] if batch_norm else []), nn.ReLU()]
             if dropout:
                 layers.append(nn.Dropout(dropout))
             width = size

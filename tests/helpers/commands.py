@@ -18,10 +18,13 @@ CONFIG = str(REPO / "configs" / "default.yaml")
 REAL_DATA_DIR = Path(os.environ.get("MNIST_ANN_DATA_DIR") or REPO.parent / "shared" / "data")
 
 
-# Every lever with state or randomness of its own (a schedule, dropout, augmentation, weight averaging): the
-# resume tests run with them, so that "resumes exactly" holds for them too.
+# Every lever with state or randomness of its own (a schedule, dropout, batch normalization's statistics, VAT's
+# random directions, augmentation, weight averaging): the resume tests run with them, so that "resumes exactly"
+# holds for them too.
 LEVERS = [
     "--model.dropout=0.2",
+    "--model.batch_norm=true",
+    "--model.adversarial.kind=vat",
     "--model.scheduler=mnist_ann.schedules.OneCycle",
     "--data.augmentation.rotation=10",
     "--data.augmentation.elastic_alpha=20",
