@@ -157,8 +157,7 @@ class MNISTCLI(LightningCLI):
                 # when one is given, as Lightning's own logger would.
                 logger["init_args"]["save_dir"] = trainer.default_root_dir
             self._resolve_ckpt_path(subcommand, self.config[subcommand])
-            # The configs set up a TQDMProgressBar and a ModelSummary; turning either off means without it
-            # (Lightning would refuse the pair).
+            # The configs' TQDMProgressBar and ModelSummary go when turned off (Lightning would refuse the pair).
             for switch, callback in [("enable_progress_bar", "ProgressBar"), ("enable_model_summary", "ModelSummary")]:
                 if trainer[switch] is False and isinstance(trainer.callbacks, list):
                     trainer.callbacks = [c for c in trainer.callbacks if not c.class_path.endswith(callback)]
@@ -201,12 +200,9 @@ class MNISTCLI(LightningCLI):
             raise ConfigError(f"model.optimizer: {error}") from None
         if rates := [group["lr"] for group in optimizer.param_groups if not group["lr"] > 0]:
             raise ConfigError(f"model.optimizer: the learning rate must be positive, got {rates[0]}")
-        averaging = [callback for callback in self.trainer.callbacks if isinstance(callback, WeightAveraging)]
-        if self.model.hparams.get("batch_norm") and any(not callback._use_buffers for callback in averaging):
-            raise ConfigError(  # the averaged weights would be evaluated with the statistics they started with
-                "model.batch_norm with weight averaging that leaves buffers out (use_buffers: false): the averaged "
-                "network's batch statistics would never be kept; drop one of them"
-            )
+        averaging = [c for c in self.trainer.callbacks if isinstance(c, WeightAveraging) and not c._use_buffers]
+        if averaging and self.model.hparams.get("batch_norm"):  # else evaluated with the statistics it began with
+            raise ConfigError("model.batch_norm: weight averaging must average the buffers too (use_buffers: true)")
         weights = getattr(self, "_checkpoint_weights", None)
         if weights:
             check_fits(self.config_init[self.subcommand]["ckpt_path"], weights, self.model.state_dict())

@@ -119,5 +119,5 @@ def test_batch_norm_under_weight_averaging_without_buffers_is_refused_before_tra
     best = str(REPO / "configs" / "best.yaml")  # EMAWeightAveraging(use_buffers=false)
     args = ["fit", "--config", CONFIG, "--config", best, "--model.batch_norm=true", "--data.data_dir"]
     message = main_error(monkeypatch, *args, str(synthetic_data_dir), "--data.val_size=200")
-    assert "model.batch_norm with weight averaging that leaves buffers out (use_buffers: false)" in message
+    assert "model.batch_norm: weight averaging must average the buffers too (use_buffers: true)" in message
     assert not (tmp_path / "lightning_logs").exists()
