@@ -278,7 +278,7 @@ def test_weight_averaging_checkpoints_hold_the_averaged_weights_that_test_and_ex
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe", ["best.yaml", "best-augmented.yaml"])
+@pytest.mark.parametrize("recipe", ["fast.yaml", "best.yaml", "best-augmented.yaml"])
 def test_a_best_recipe_runs_as_users_run_it_and_tests_its_averaged_weights(
     recipe, synthetic_data_dir, tmp_path, monkeypatch, capsys
 ):

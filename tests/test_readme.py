@@ -30,6 +30,7 @@ NOT_HERE = {  # a part of the command: why it does not run here
 }
 SHORTENED = {  # a pattern of the command: what is added, so that the suite stays short
     r"configs/best\.yaml": "--trainer.max_epochs 1 --trainer.limit_train_batches 50",  # 80 epochs: about 10 minutes
+    r"configs/fast\.yaml": "--trainer.max_epochs 1 --trainer.limit_train_batches 50",  # 11 epochs: about 70 s
     # 40 trials of 5 epochs: about 9 minutes (the limit is kept in the best trial's config: tune/tune/best.yaml)
     r"configs/tune\.yaml": "--n_trials 2 --tune.epochs 1 --trainer.limit_train_batches 50",
     r"tune/tune/best\.yaml": "--trainer.max_epochs 1",  # its network may be ten times the recipe's
