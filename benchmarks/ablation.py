@@ -60,6 +60,9 @@ ONE_CHANGE = {
     "weight averaging": ("EMA of the weights, decay 0.999", {"trainer": {"callbacks+": [EMA]}}),
     "affine augmentation": ("rotate, scale, shear, shift", {"data": {"augmentation": AFFINE}}),
     "elastic augmentation": ("elastic distortion", {"data": {"augmentation": ELASTIC}}),
+    "batch norm": ("batch normalization in each hidden layer", {"model": {"batch_norm": True}}),
+    "VAT": ("virtual adversarial training, epsilon 2", {"model": {"adversarial": {"kind": "vat", "epsilon": 2.0}}}),
+    "FGSM": ("adversarial training (FGSM), epsilon 0.1", {"model": {"adversarial": {"kind": "fgsm", "epsilon": 0.1}}}),
 }
 WITHOUT = {
     "best, short": (f"configs/best-augmented.yaml, {SHORT_EPOCHS} epochs", {}),

@@ -30,7 +30,7 @@ LEVERS = [
     "--data.augmentation.elastic_alpha=20",
     "--trainer.callbacks+=EMAWeightAveraging",
     "--trainer.callbacks.decay=0.9",
-    "--trainer.callbacks.use_buffers=false",
+    "--trainer.callbacks.use_buffers=true",  # batch normalization's statistics averaged with the weights
 ]
 
 
