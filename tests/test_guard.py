@@ -229,6 +229,7 @@ def test_the_schema_describes_every_public_route_from_its_models(client):
         "dropout",
         "label_smoothing",
         "augmentation",
+        "batch_norm",
         "weight_averaging",
         "dataset",
     }

@@ -155,10 +155,12 @@ def test_the_page_settings_become_the_command_line_a_user_would_type():
         schedule="one-cycle",
         augmentation="affine",
         weight_averaging=True,
+        batch_norm=True,
     ).command_line()
     assert "--model.hidden_sizes=[256,128,64]" in arguments and "--model.optimizer=torch.optim.Adam" in arguments
     assert "--model.scheduler=mnist_ann.schedules.OneCycle" in arguments
     assert "--data.augmentation.rotation=10" in arguments and "--trainer.callbacks+=EMAWeightAveraging" in arguments
+    assert "--model.batch_norm=true" in arguments and "--trainer.callbacks.use_buffers=true" in arguments  # fit's rule
     assert not any("momentum" in argument for argument in arguments)  # SGD's alone
     assert not any("threads" in argument for argument in arguments)  # chosen as every fit chooses them
     assert arguments[-1] == "--trainer.callbacks+=mnist_ann.live.LiveReport"

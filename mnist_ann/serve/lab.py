@@ -76,6 +76,7 @@ class FitSettings(LabRequest):
     dropout: float = Field(0.0, ge=0, le=0.9)
     label_smoothing: float = Field(0.0, ge=0, le=0.5)
     augmentation: Literal[tuple(AUGMENTATIONS)] = "none"
+    batch_norm: bool = False
     weight_averaging: bool = False
     dataset: Literal[DATASETS] = "mnist"
 
@@ -114,11 +115,13 @@ class FitSettings(LabRequest):
         if schedule := SCHEDULES[self.schedule]:
             arguments.append(f"--model.scheduler={schedule}")
         arguments += [f"--data.augmentation.{name}={value}" for name, value in AUGMENTATIONS[self.augmentation].items()]
-        if self.weight_averaging:  # as configs/best.yaml averages
+        if self.batch_norm:
+            arguments.append("--model.batch_norm=true")
+        if self.weight_averaging:  # as configs/best.yaml averages; with batch normalization, its statistics too
             arguments += [
                 "--trainer.callbacks+=EMAWeightAveraging",
                 "--trainer.callbacks.decay=0.999",
-                "--trainer.callbacks.use_buffers=false",
+                f"--trainer.callbacks.use_buffers={str(self.batch_norm).lower()}",
             ]
         return [*arguments, "--trainer.callbacks+=mnist_ann.live.LiveReport"]  # what the page watches
 

@@ -63,6 +63,7 @@ function settings() {
     dropout: Number(data.get("dropout")),
     label_smoothing: Number(data.get("label_smoothing")),
     augmentation: data.get("augmentation"),
+    batch_norm: data.get("batch_norm") === "on",
     weight_averaging: data.get("weight_averaging") === "on",
     dataset: data.get("dataset"),
     val_size: Number(data.get("val_size")),
