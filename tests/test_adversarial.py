@@ -17,7 +17,7 @@ from mnist_ann.idx import load_split
 from mnist_ann.model import MNISTClassifier
 from mnist_ann.network import MLP
 from mnist_ann.tasks import make_task
-from tests.helpers.commands import CONFIG, REPO, main_error
+from tests.helpers.commands import CONFIG, main_error
 
 
 def batch(synthetic_data_dir, size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,8 +116,8 @@ def test_batch_norm_under_weight_averaging_without_buffers_is_refused_before_tra
     synthetic_data_dir, tmp_path, monkeypatch
 ):
     monkeypatch.chdir(tmp_path)
-    best = str(REPO / "configs" / "best.yaml")  # EMAWeightAveraging(use_buffers=false)
-    args = ["fit", "--config", CONFIG, "--config", best, "--model.batch_norm=true", "--data.data_dir"]
+    averaging = ["--trainer.callbacks+=EMAWeightAveraging", "--trainer.callbacks.use_buffers=false"]
+    args = ["fit", "--config", CONFIG, "--model.batch_norm=true", *averaging, "--data.data_dir"]
     message = main_error(monkeypatch, *args, str(synthetic_data_dir), "--data.val_size=200")
     assert "model.batch_norm: weight averaging must average the buffers too (use_buffers: true)" in message
     assert not (tmp_path / "lightning_logs").exists()
