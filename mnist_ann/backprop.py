@@ -41,16 +41,23 @@ def loss_toward(net: MLP, task, image: Tensor, target: int) -> Tensor:
 
 
 def look(net: MLP, task, image: Tensor, target: int) -> dict:
-    """One forward and backward pass of `image` toward `target`: the loss, the outputs, and for each layer (its
-    linear part's output z, before the activation) the activation and dL/dz."""
+    """One forward and backward pass of `image` toward `target`: the loss, the outputs, and for each layer its
+    activation (the ReLU's output: after batch normalization, where the network has it) and dL/dz (z: its linear
+    part's output)."""
     linears = net.linear_layers()
     seen: list[Tensor] = []
+    activations: list[Tensor] = []
 
     def keep(module, inputs, output) -> None:
         output.retain_grad()
         seen.append(output)
 
     hooks = [layer.register_forward_hook(keep) for layer in linears]
+    hooks += [
+        layer.register_forward_hook(lambda module, inputs, output: activations.append(output.detach()))
+        for layer in net.layers
+        if isinstance(layer, nn.ReLU)
+    ]
     try:
         net.zero_grad()
         loss = loss_toward(net, task, image, target)
@@ -69,8 +76,8 @@ def look(net: MLP, task, image: Tensor, target: int) -> dict:
         "class": predicted["classes"][0].item(),
         "output_gradient": seen[-1].grad[0].tolist(),
         "hidden": [
-            {"activation": z[0].clamp_min(0).tolist(), "gradient": z.grad[0].tolist(), "off": (z[0] <= 0).tolist()}
-            for z in seen[:-1]
+            {"activation": a[0].tolist(), "gradient": z.grad[0].tolist(), "off": (a[0] <= 0).tolist()}
+            for z, a in zip(seen[:-1], activations, strict=True)
         ],
         "first_weights": [
             {"unit": unit, "gradient": linears[0].weight.grad[unit].reshape(image.shape[-2:]).tolist()}

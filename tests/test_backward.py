@@ -25,12 +25,22 @@ def picture() -> torch.Tensor:
 
 @pytest.mark.parametrize(
     "settings",
-    [{}, {"hidden_sizes": []}, {"hidden_sizes": [32, 16, 8, 4]}, {"task": "binary"}, {"task": "regression"}],
-    ids=["recipe", "no hidden layer", "four hidden layers", "binary", "regression"],
+    [
+        {},
+        {"hidden_sizes": []},
+        {"hidden_sizes": [32, 16, 8, 4]},
+        {"task": "binary"},
+        {"task": "regression"},
+        {"batch_norm": True},
+    ],
+    ids=["recipe", "no hidden layer", "four hidden layers", "binary", "regression", "batch norm"],
 )
 def test_each_layers_gradient_is_the_losss_as_autograd_and_a_finite_difference_give_it(settings):
     torch.manual_seed(0)
     model = MNISTClassifier(**settings)
+    for norm in (layer for layer in model.net.layers if isinstance(layer, nn.BatchNorm1d)):
+        nn.init.uniform_(norm.running_mean, -0.5, 0.5)  # statistics a trained network would have kept: a ReLU's
+        nn.init.uniform_(norm.bias, -0.5, 0.5)  # input is then not its linear part's output
     net, image, target = copy.deepcopy(model.net).eval(), picture(), 3
     seen = look(net, model.task, image, target)
     hidden = seen["hidden"]
