@@ -11,6 +11,8 @@ os.environ["OMP_NUM_THREADS"] = "1"
 import pytest
 import torch
 
+from mnist_ann.data import MNISTDataModule
+from tests.helpers.accuracy import fit
 from tests.helpers.browser import chromium
 from tests.helpers.commands import REAL_DATA_DIR, missing
 from tests.helpers.synthetic import write_mnist
@@ -66,16 +68,8 @@ def synthetic_data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_checkpoint(synthetic_data_dir, tmp_path_factory) -> Path:
     """A checkpoint of the recipe trained 2 epochs on the synthetic data, for tests that use a trained model."""
-    import lightning as L
-
-    from mnist_ann.data import MNISTDataModule
-    from mnist_ann.model import MNISTClassifier
-
-    L.seed_everything(0)
-    trainer = L.Trainer(max_epochs=2, logger=False, enable_progress_bar=False, enable_checkpointing=False)
-    trainer.fit(MNISTClassifier(), MNISTDataModule(synthetic_data_dir, val_size=200))
     path = tmp_path_factory.mktemp("model") / "model.ckpt"
-    trainer.save_checkpoint(path)
+    fit(MNISTDataModule(synthetic_data_dir, val_size=200), checkpoint=path)
     return path
 
 
@@ -91,16 +85,8 @@ def real_data_dir() -> Path:
 def recipe_checkpoint(real_data_dir, tmp_path_factory) -> Path:
     """The recipe trained 2 epochs on the real MNIST (seed 42), once a session, for the tests that need a model
     that reads real and drawn digits. Tests that write files copy it first."""
-    import lightning as L
-
-    from mnist_ann.data import MNISTDataModule
-    from mnist_ann.model import MNISTClassifier
-
-    L.seed_everything(42)
-    trainer = L.Trainer(max_epochs=2, logger=False, enable_progress_bar=False, enable_checkpointing=False)
-    trainer.fit(MNISTClassifier(), MNISTDataModule(real_data_dir, download=False))
     path = tmp_path_factory.mktemp("recipe") / "recipe.ckpt"
-    trainer.save_checkpoint(path)
+    fit(MNISTDataModule(real_data_dir, download=False), seed=42, checkpoint=path)
     return path
 
 

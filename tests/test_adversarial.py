@@ -1,10 +1,9 @@
 """The frontier's levers: (virtual) adversarial training (`mnist_ann.adversarial`) and batch normalization
 (`mnist_ann.network`). Resuming exactly with them, on one process and under DDP: `LEVERS` in
-tests/helpers/commands.py, run by test_interruptions.py and test_ddp.py."""
+tests/helpers/commands.py, run by test_interruptions.py and test_ddp.py; exporting a batch-normalized
+network: test_export.py."""
 
 import lightning as L
-import numpy as np
-import onnxruntime
 import pytest
 import torch
 from torch import nn
@@ -12,11 +11,11 @@ from torch import nn
 from mnist_ann.adversarial import Adversarial
 from mnist_ann.data import MNISTDataModule, normalize
 from mnist_ann.errors import ConfigError
-from mnist_ann.export import export
 from mnist_ann.idx import load_split
 from mnist_ann.model import MNISTClassifier
 from mnist_ann.network import MLP
 from mnist_ann.tasks import make_task
+from tests.helpers.accuracy import fit
 from tests.helpers.commands import CONFIG, main_error
 
 
@@ -50,11 +49,7 @@ def test_fgsm_moves_each_pixel_by_epsilon_the_way_that_raises_the_loss(synthetic
 
 
 def fitted(synthetic_data_dir, **settings) -> MNISTClassifier:
-    L.seed_everything(3)
-    model = MNISTClassifier(**settings)
-    trainer = L.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_checkpointing=False)
-    trainer.fit(model, MNISTDataModule(synthetic_data_dir, val_size=200))
-    return model
+    return fit(MNISTDataModule(synthetic_data_dir, val_size=200), epochs=1, seed=3, **settings)
 
 
 @pytest.mark.parametrize("kind", ["vat", "fgsm"])
@@ -95,21 +90,6 @@ def test_batch_norm_standardizes_over_the_batch_in_training_and_by_its_running_s
     features = net.layers[1](images[:1].flatten(1))
     expected = (features - norm.running_mean) / (norm.running_var + norm.eps).sqrt() * norm.weight + norm.bias
     torch.testing.assert_close(net.layers[2](features), expected)
-
-
-def test_a_batch_normalized_network_exports_with_the_checkpoints_logits(synthetic_data_dir, tmp_path):
-    model = fitted(synthetic_data_dir, batch_norm=True)
-    trainer = L.Trainer(max_epochs=0, logger=False)
-    trainer.strategy.connect(model)
-    trainer.save_checkpoint(checkpoint := tmp_path / "bn.ckpt")
-    export(str(checkpoint), output_dir=str(tmp_path))
-    images = normalize(load_split(synthetic_data_dir, train=False)[0][:37])
-    with torch.no_grad():
-        expected = MNISTClassifier.load_from_checkpoint(checkpoint, weights_only=True).eval()(images).numpy()
-    program = torch.export.load(tmp_path / "model.pt2").module()
-    np.testing.assert_allclose(program(images).detach().numpy(), expected, atol=1e-5, rtol=0)
-    session = onnxruntime.InferenceSession(tmp_path / "model.onnx", providers=["CPUExecutionProvider"])
-    np.testing.assert_allclose(session.run(["logits"], {"images": images.numpy()})[0], expected, atol=1e-5, rtol=0)
 
 
 def test_batch_norm_under_weight_averaging_without_buffers_is_refused_before_training(

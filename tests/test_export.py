@@ -9,23 +9,34 @@ import onnxruntime
 import pytest
 import torch
 
-from mnist_ann.data import normalize
+from mnist_ann.data import MNISTDataModule, normalize
 from mnist_ann.export import export
 from mnist_ann.idx import load_split
 from mnist_ann.model import MNISTClassifier
+from tests.helpers.accuracy import fit
 from tests.helpers.commands import main_error, run_main
 
 
 def test_exported_onnx_and_pt2_give_the_checkpoints_logits(trained_checkpoint, synthetic_data_dir, tmp_path):
-    written = export(str(trained_checkpoint), output_dir=str(tmp_path))
-    assert sorted(path.name for path in written) == ["model.onnx", "model.pt2"]
-    images = normalize(load_split(synthetic_data_dir, train=False)[0][:37])  # an odd batch size: dynamic
-    with torch.no_grad():
-        expected = MNISTClassifier.load_from_checkpoint(trained_checkpoint, weights_only=True).eval()(images).numpy()
+    assert_exports_give_the_logits(trained_checkpoint, synthetic_data_dir, tmp_path)
 
-    program = torch.export.load(tmp_path / "model.pt2").module()
+
+def test_a_batch_normalized_network_exports_with_its_running_statistics(synthetic_data_dir, tmp_path):
+    checkpoint = tmp_path / "batch-norm.ckpt"
+    fit(MNISTDataModule(synthetic_data_dir, val_size=200), epochs=1, checkpoint=checkpoint, batch_norm=True)
+    assert_exports_give_the_logits(checkpoint, synthetic_data_dir, tmp_path)
+
+
+def assert_exports_give_the_logits(checkpoint, data_dir, folder) -> None:
+    written = export(str(checkpoint), output_dir=str(folder))
+    assert sorted(path.name for path in written) == ["model.onnx", "model.pt2"]
+    images = normalize(load_split(data_dir, train=False)[0][:37])  # an odd batch size: dynamic
+    with torch.no_grad():
+        expected = MNISTClassifier.load_from_checkpoint(checkpoint, weights_only=True).eval()(images).numpy()
+
+    program = torch.export.load(folder / "model.pt2").module()
     np.testing.assert_allclose(program(images).detach().numpy(), expected, atol=1e-5, rtol=0)
-    session = onnxruntime.InferenceSession(tmp_path / "model.onnx", providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(folder / "model.onnx", providers=["CPUExecutionProvider"])
     [logits] = session.run(["logits"], {"images": images.numpy()})
     np.testing.assert_allclose(logits, expected, atol=1e-5, rtol=0)
 
