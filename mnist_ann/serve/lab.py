@@ -117,7 +117,7 @@ class FitSettings(LabRequest):
         arguments += [f"--data.augmentation.{name}={value}" for name, value in AUGMENTATIONS[self.augmentation].items()]
         if self.batch_norm:
             arguments.append("--model.batch_norm=true")
-        if self.weight_averaging:  # as configs/best.yaml averages; with batch normalization, its statistics too
+        if self.weight_averaging:  # at configs/best.yaml's decay; the buffers where batch normalization needs them
             arguments += [
                 "--trainer.callbacks+=EMAWeightAveraging",
                 "--trainer.callbacks.decay=0.999",
