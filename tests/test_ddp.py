@@ -53,27 +53,30 @@ def test_ddp_test_on_3_processes_reports_the_exact_single_process_accuracy(two_p
     assert 0 < reported < 1  # some right, some wrong (noisy images): either counted twice would show
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("who", "signal_options"),
-    [("the group", ["--trainer.callbacks.group=true"]), ("rank 1", ["--trainer.callbacks.rank=1"])],
-)
-def test_sigterm_stops_every_process_at_one_step_and_the_run_resumes_exactly(
-    two_process_run, tmp_path, who, signal_options
-):
-    args, whole, _ = two_process_run
+def stop_at_step_24(args: list[str], workdir, signal_options: list[str]) -> None:
+    """The run of `args` in `workdir`, sent SIGTERM (to whom `signal_options` say) at step 23: every process stops at
+    the same step and it is saved."""
     stop = ["--trainer.callbacks+=tests.helpers.crash.SendSignal", "--trainer.callbacks.at_step=23"]
     stop += ["--trainer.callbacks.signal_name=SIGTERM", *signal_options]
     env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
-    stopped = run_cli(*args, *stop, "--trainer.accelerator", "cpu", cwd=tmp_path, env=env, timeout=240, check=False)
+    stopped = run_cli(*args, *stop, "--trainer.accelerator", "cpu", cwd=workdir, env=env, timeout=240, check=False)
     assert stopped.returncode == 143, stopped.stderr[-3000:]
     assert "Traceback" not in stopped.stderr and "mismatch" not in stopped.stderr
-    saved = last_checkpoint(tmp_path, 0)
-    assert saved["global_step"] == 24  # the step in progress, completed by both processes, then saved
+    assert last_checkpoint(workdir, 0)["global_step"] == 24  # the step in progress, completed by both, then saved
     [line] = [line for line in stopped.stderr.splitlines() if line.startswith("stopped by SIGTERM")]
     assert line.startswith("stopped by SIGTERM at step 24; saved it to lightning_logs/version_0/checkpoints/last.ckpt")
 
-    env["MASTER_PORT"] = str(free_port())
+
+@pytest.mark.slow
+def test_sigterm_to_rank_1_alone_stops_every_process_at_one_step(two_process_run, tmp_path):
+    stop_at_step_24(two_process_run[0], tmp_path, ["--trainer.callbacks.rank=1"])
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_group_stops_every_process_at_one_step_and_the_run_resumes_exactly(two_process_run, tmp_path):
+    args, whole, _ = two_process_run
+    stop_at_step_24(args, tmp_path, ["--trainer.callbacks.group=true"])
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
     resumed = ["--ckpt_path", "lightning_logs/version_0/checkpoints/last.ckpt", "--trainer.accelerator", "cpu"]
     run_cli(*args, *resumed, cwd=tmp_path, env=env, timeout=240)
     final = last_checkpoint(tmp_path, 1)
