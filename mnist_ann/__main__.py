@@ -4,7 +4,6 @@ Everything that changes the state of the whole process (the garbage collector, w
 the hook for errors of background threads) happens here, when the command runs, never on import.
 """
 
-import gc
 import logging
 import sys
 import threading
@@ -12,6 +11,8 @@ import warnings
 from contextlib import ExitStack
 from importlib import import_module
 from importlib.metadata import metadata, version
+
+from mnist_ann.start_up import skip_start_up_collections
 
 # Each command, one line of help, and what runs it: LightningCLI's subcommands, or "module:function".
 COMMANDS = {
@@ -115,21 +116,6 @@ class NoiseFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith(self.prefixes)
-
-
-def skip_start_up_collections() -> None:
-    """Importing torch, torchvision and Lightning creates ~400,000 long-lived objects, and Python's cyclic
-    garbage collector would rescan them all several times on the way. Start-up leaves little garbage: skip
-    collecting during it, and freeze what it built out of every later collection."""
-    if "lightning" in sys.modules:  # a program that imported them already (the tests): nothing to gain
-        return
-    gc.disable()
-    try:
-        import lightning  # noqa: F401
-        import torchvision  # noqa: F401
-    finally:
-        gc.freeze()
-        gc.enable()
 
 
 def thread_error(args: threading.ExceptHookArgs) -> None:

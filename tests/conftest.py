@@ -8,6 +8,10 @@ from pathlib import Path
 # With more, the processes' threads wait on each other's at every step.
 os.environ["OMP_NUM_THREADS"] = "1"
 
+from mnist_ann.start_up import skip_start_up_collections
+
+skip_start_up_collections()  # each pytest worker imports what a command imports: as a command does
+
 import pytest
 import torch
 

@@ -5,6 +5,12 @@ A worker never raises for a bad request: LitServe would fail every request batch
 `Rejected` with its status instead.
 """
 
+from mnist_ann.start_up import skip_start_up_collections
+
+# An inference worker starts here: LitServe spawns a fresh interpreter that imports this module to rebuild DigitAPI,
+# before any code of ours runs. Its start-up skips the collections a command's does (mnist_ann/__main__.py).
+skip_start_up_collections()
+
 import base64
 import binascii
 import multiprocessing
