@@ -3,7 +3,6 @@
 The page that fills it and the teaching run are tested in tests/test_handwriting.py.
 """
 
-import multiprocessing
 import os
 import signal
 import subprocess
@@ -68,41 +67,43 @@ def save_many(folder: str, label: int, count: int) -> None:
         collection.save(drawing(label), label)
 
 
+SAVING = """
+import sys
+from mnist_ann.start_up import skip_start_up_collections
+skip_start_up_collections()  # as the service's processes start
+from tests.test_collect import save_many
+save_many(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+"""
+
+
+def saver(folder, label: int, count: int) -> subprocess.Popen:
+    """A process of its own saving `count` drawings of `label` into `folder`."""
+    command = [sys.executable, "-c", SAVING, str(folder), str(label), str(count)]
+    return subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
 def test_two_saves_at_once_both_land(tmp_path):
     folder = str(tmp_path / "mine")
-    context = multiprocessing.get_context("spawn")
-    savers = [context.Process(target=save_many, args=(folder, label, 8)) for label in (1, 2)]
-    for saver in savers:
-        saver.start()
-    for saver in savers:
-        saver.join(timeout=120)
-        assert saver.exitcode == 0
+    savers = [saver(folder, label, 8) for label in (1, 2)]
+    for process in savers:
+        assert process.wait(timeout=120) == 0
     _digits, labels, held, problems = Collection(folder).load()
     assert sorted(labels.tolist()) == [1] * 8 + [2] * 8 and problems == []
     assert len(load_split(tmp_path, train=False, dataset=folder)[1]) == int(held.sum()) == 5  # 3, 6, ..., 15
-
-
-SAVING_FOREVER = """
-import sys
-from tests.test_collect import save_many
-save_many(sys.argv[1], 4, 10_000)
-"""
 
 
 @pytest.mark.slow
 def test_a_save_killed_at_any_moment_leaves_the_folder_readable(tmp_path):
     folder = tmp_path / "mine"
     for saves in (1, 4, 9):  # killed while saving the next one, at whatever point of it that is
-        saver = subprocess.Popen(
-            [sys.executable, "-c", SAVING_FOREVER, str(folder)], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}
-        )
+        saving = saver(folder, 4, 10_000)
         saved_before = len(Collection(folder).entries()[0])
         wait_for(
             lambda saved_before=saved_before, saves=saves: len(Collection(folder).entries()[0]) >= saved_before + saves,
             every=0.005,
         )
-        saver.send_signal(signal.SIGKILL)
-        saver.wait()
+        saving.send_signal(signal.SIGKILL)
+        saving.wait()
         _, labels, held, problems = Collection(folder).load()
         assert problems == [] and len(labels) > 0
         assert read_as_data_set(folder) == (int((~held).sum()), int(held.sum()))  # every drawing that landed
