@@ -34,11 +34,11 @@ ELSEWHERE = {  # a pattern of the command: the test that runs it as written (on 
 }
 SHORTENED = {  # a pattern of the command: what is added, so that the suite stays short
     # 40 trials of 5 epochs: about 9 minutes (the limit is kept in the best trial's config: tune/tune/best.yaml)
-    r"configs/tune\.yaml": "--n_trials 2 --tune.epochs 1 --trainer.limit_train_batches 50",
+    r"configs/tune\.yaml": "--n_trials 2 --tune.epochs 1 --trainer.limit_train_batches 10",
     # its network may be ten times the recipe's, trained adversarially (three passes a step)
-    r"tune/tune/best\.yaml": "--trainer.max_epochs 1 --trainer.limit_train_batches 50",
+    r"tune/tune/best\.yaml": "--trainer.max_epochs 1 --trainer.limit_train_batches 10",
     # The README's `mnist-ann fit` with its config named: the README's own runs the whole recipe.
-    r"^mnist-ann fit --config configs/default\.yaml$": "--trainer.max_epochs 1",
+    r"^mnist-ann fit --config configs/default\.yaml$": "--trainer.max_epochs 1 --trainer.limit_train_batches 100",
 }
 SERVERS = ("mnist-ann serve", "tensorboard ", "optuna-dashboard ")
 SHELL = set("|&;<>$`")  # a command with any of these runs in bash; any other `mnist-ann` command in this process

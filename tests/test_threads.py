@@ -42,8 +42,8 @@ def test_every_command_runs_with_its_threads_setting_and_the_run_saves_it(synthe
 
 @pytest.mark.slow
 def test_the_same_seed_gives_the_same_weights_beside_a_cpu_bound_process(synthetic_data_dir, tmp_path, monkeypatch):
-    fit = ["fit", "--config", CONFIG, "--data.val_size=200", "--trainer.max_epochs=2"]
-    fit += ["--data.data_dir", str(synthetic_data_dir), "--trainer.enable_progress_bar=false"]
+    fit = ["fit", "--config", CONFIG, "--data.data_dir", str(synthetic_data_dir), "--data.val_size=200"]
+    fit += ["--trainer.max_epochs=1", "--trainer.limit_train_batches=8", "--trainer.enable_progress_bar=false"]
     (quiet := tmp_path / "quiet").mkdir()
     monkeypatch.chdir(quiet)
     run_main(monkeypatch, *fit)
