@@ -143,6 +143,16 @@ def test_a_bad_backward_request_is_refused_with_one_message(client, body, status
     assert answer.status_code == status and answer.json()["error"].startswith(error)
 
 
+def test_beside_too_few_images_for_the_recipes_split_a_step_is_answered_without_a_validation_score(
+    trained_checkpoint, synthetic_data_dir, tmp_path
+):
+    """The served checkpoint belongs to no run: its validation images would be the recipe's 5,000, of 1,200 here."""
+    with in_process_client(trained_checkpoint, tmp_path, data_dir=synthetic_data_dir) as client:
+        answer = client.post("/backward", json={"image": png_base64(bar_picture()), "steps": 1})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["before"]["val_acc"] is None and answer.json()["after"]["val_acc"] is None
+
+
 @pytest.mark.slow
 def test_the_page_steps_a_drawing_toward_another_digit_and_resets(trained_checkpoint, browser, tmp_path):
     process, base = start_server(trained_checkpoint, cwd=tmp_path)

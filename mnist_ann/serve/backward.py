@@ -22,7 +22,7 @@ from pydantic import Field
 
 from mnist_ann.backprop import learning_steps, optimizer_factory
 from mnist_ann.data import MNISTDataModule, normalize
-from mnist_ann.errors import DataError
+from mnist_ann.errors import ConfigError, DataError
 from mnist_ann.serve.guard import OwnPage
 from mnist_ann.serve.lab import RECIPE, LabRequest
 from mnist_ann.serve.runs import MODEL, RunModels, run_of
@@ -56,7 +56,7 @@ def backward_router(own_page: OwnPage, models: RunModels, served: tuple, data_di
         datamodule = MNISTDataModule(data_dir, download=False, **dict(split))
         try:
             datamodule.setup("validate")
-        except DataError:  # no data here: the learning step alone
+        except (DataError, ConfigError):  # no data here, or too few for the run's split: the learning step alone
             return None
         images, labels = datamodule.splits["val"]
         return (images, labels) if len(labels) else None

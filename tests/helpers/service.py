@@ -95,28 +95,29 @@ PORT = 8123  # the service built in this process: never listens, its URLs only n
 OWN = f"http://127.0.0.1:{PORT}"
 
 
-def service_in_process(checkpoint, folder, monkeypatch, **options):
-    """The service `serve` runs (not started), in `folder`, on no data (for FastAPI's TestClient)."""
+def service_in_process(checkpoint, folder, monkeypatch, data_dir=None, **options):
+    """The service `serve` runs (not started), in `folder`, on the data in `data_dir` or none (for FastAPI's
+    TestClient)."""
     from mnist_ann.serve.lab import RUNS
     from mnist_ann.serve.runs import RunModels
     from mnist_ann.serve.server import service
 
     monkeypatch.chdir(folder)
-    monkeypatch.setenv("MNIST_ANN_DATA_DIR", str(folder / "no-data"))
+    monkeypatch.setenv("MNIST_ANN_DATA_DIR", str(data_dir or folder / "no-data"))
     models = RunModels(RUNS, "cpu")
     options = {"access_log": False, **options}
     return service(checkpoint, models, models.load(checkpoint), port=PORT, **options)
 
 
 @contextlib.contextmanager
-def in_process_client(checkpoint, folder, **options):
+def in_process_client(checkpoint, folder, data_dir=None, **options):
     """FastAPI's TestClient on that service with its inference workers started (LitServe's own test helper); the
     client's `folder` is the service's."""
     from fastapi.testclient import TestClient
     from litserve.utils import wrap_litserve_start
 
     with pytest.MonkeyPatch.context() as monkeypatch:
-        server = service_in_process(checkpoint, folder, monkeypatch, **options)
+        server = service_in_process(checkpoint, folder, monkeypatch, data_dir, **options)
         with wrap_litserve_start(server) as started, TestClient(started.app, base_url=OWN) as client:
             client.folder = folder
             yield client
