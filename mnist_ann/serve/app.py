@@ -31,6 +31,7 @@ from mnist_ann.serve.guard import BodyLimit, OwnPage, TrustedHosts
 from mnist_ann.serve.handwriting import handwriting_router
 from mnist_ann.serve.jobs import Lab
 from mnist_ann.serve.lab import lab_router
+from mnist_ann.serve.lifetime import torch_ready
 from mnist_ann.serve.middleware import (
     PredictRequest,
     RequestGate,
@@ -105,6 +106,7 @@ def complete(app: FastAPI, service: Service) -> FastAPI:
     """LitServe's app (or any FastAPI app) with the guards, routes, error shape, schema and /metrics."""
     app.router.routes[:] = [route for route in app.router.routes if getattr(route, "path", None) not in LEFT_OUT]
     app.docs_url = app.redoc_url = None
+    app.router.lifespan_context = torch_ready(app.router.lifespan_context)
     app.add_api_route("/", page, methods=["GET", "HEAD"], include_in_schema=False)
     app.mount("/web", StaticFiles(directory=WEB), name="web")
     drawings = drawings_tag(service.collection.folder)

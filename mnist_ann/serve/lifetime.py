@@ -5,11 +5,14 @@ stop on SIGTERM or SIGINT in order, and every process it starts ending with it, 
 inference workers (`mnist_ann.serve.server`).
 """
 
+import contextlib
 import ctypes
 import os
 import signal
 import socket
 import sys
+
+import torch
 
 from mnist_ann.errors import UserError
 
@@ -67,3 +70,17 @@ def die_with_parent(parent: int) -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:
         os._exit(1)
+
+
+def torch_ready(lifespan):
+    """The HTTP process's lifespan, torch's thread pool made first. That process is forked from the main one,
+    which used torch, and makes the pool anew at its first parallel operation: request threads racing to make
+    it fail ("Invalid thread pool!") or hang. It is made once, here, before any request."""
+
+    @contextlib.asynccontextmanager
+    async def ready(app):
+        torch.set_num_threads(torch.get_num_threads())
+        async with lifespan(app) as state:
+            yield state
+
+    return ready
