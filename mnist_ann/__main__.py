@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(command: str, args: list[str], from_sys_argv: bool = False) -> None:
-    from mnist_ann.stopping import watch_lifeline
+    from mnist_ann.stopping import end_process_group, watch_lifeline
 
     watch_lifeline()  # a job of the page's lab: it ends with the service
     _, target = COMMANDS[command]
@@ -82,6 +82,7 @@ def run(command: str, args: list[str], from_sys_argv: bool = False) -> None:
 
         # (Lightning reads sys.argv itself, and warns when given arguments beside it)
         MNISTCLI(args=None if from_sys_argv else [command, *args])
+        end_process_group()
         return
     module, function = target.split(":")
     runner = getattr(import_module(module), function)

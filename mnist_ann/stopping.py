@@ -7,7 +7,8 @@ crashed with a collective mismatch. Here a signal only sets a flag; after every 
 processes agree on it (one `max` reduction), and all of them stop at the same step through
 Lightning's own path. A signal to one process alone stops them all the same way.
 
-A run the page's lab started also stops so when the service is gone (`watch_lifeline`).
+A run the page's lab started also stops so when the service is gone (`watch_lifeline`), and a multi-process
+command that has finished leaves its process group in order (`end_process_group`).
 """
 
 import os
@@ -54,3 +55,11 @@ def watch_lifeline() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, name="lifeline", daemon=True).start()
+
+
+def end_process_group() -> None:
+    """After a multi-process command has finished well, each process leaves the process group. Lightning ends only
+    NCCL's at exit: gloo's threads left to the interpreter's exit could abort a process that had done its work
+    ("terminate called without an active exception", pytorch/pytorch#190489)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
