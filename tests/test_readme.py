@@ -3,8 +3,8 @@ clone holds (configs/, examples/), on the real MNIST; what the pages say they pr
 
 Every command of the pages is accounted for: it runs, runs shortened (named in SHORTENED, with why), cannot
 run here (NOT_HERE, with why), runs in the test that holds what it does (ELSEWHERE), or ran already (the same
-line on an earlier page; a server an earlier page started answers the later page's requests). A command added
-to a page and to none of these runs as written.
+line on an earlier page; a server is each page's own). A command added to a page and to none of these runs as
+written.
 `mnist-ann` lines go through the real entry point in this process (the installed script calls nothing else;
 tests/test_packaging.py runs it), servers and shell lines (curl, $(...)) as processes.
 """
@@ -72,9 +72,10 @@ def test_every_command_of_the_readme_and_the_docs_runs_as_written(clone, monkeyp
     folder, env = clone
     monkeypatch.chdir(folder)
     monkeypatch.setenv("MNIST_ANN_DATA_DIR", env["MNIST_ANN_DATA_DIR"])
-    ran, skipped, servers = [], [], {}  # servers: each server command, started once (process, port, URL)
-    try:
-        for page in PAGES:
+    ran, skipped = [], []
+    for page in PAGES:
+        servers = []
+        try:
             for command, shown in commands(REPO / page):
                 if reason := next((why for part, why in NOT_HERE.items() if part in command), None):
                     skipped.append((command, reason))
@@ -83,16 +84,14 @@ def test_every_command_of_the_readme_and_the_docs_runs_as_written(clone, monkeyp
                     skipped.append((command, held))
                     continue
                 extra = " ".join(more for pattern, more in SHORTENED.items() if re.search(pattern, command))
-                if command.startswith(SERVERS):
-                    if command not in servers:  # `--ckpt_path best`: the newest run when it first starts
-                        servers[command] = start(command, extra, folder, env)
-                    last_server = servers[command]
+                if command.startswith(SERVERS):  # a page's own: `--ckpt_path best` is the newest run when it starts
+                    servers.append(start(command, extra, folder, env))
                     continue
                 if command in ran and not shown:  # a page repeats a command another ran: it ran as written
                     skipped.append((command, "ran above, as another page writes it"))
                     continue
-                if "127.0.0.1:8000" in command:  # the service the page started last
-                    process, port, url = last_server
+                if servers and "127.0.0.1:8000" in command:
+                    process, port, url = servers[-1]
                     wait_for_answer(process, url)
                     command = command.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
                 if command.startswith("mnist-ann ") and not SHELL.intersection(command):
@@ -101,11 +100,11 @@ def test_every_command_of_the_readme_and_the_docs_runs_as_written(clone, monkeyp
                     result = run(command, extra, folder, env)
                 check(page, command, shown, result)
                 ran.append(command)
-        for process, _, url in servers.values():  # each server the pages started answers
-            wait_for_answer(process, url)
-    finally:
-        for process, _, _ in servers.values():
-            stop_server(process)
+            for process, _, url in servers:  # each server the page started answers
+                wait_for_answer(process, url)
+        finally:
+            for process, _, _ in servers:
+                stop_server(process)
     print("\n".join(["not run here:", *(f"  {command}  ({why})" for command, why in skipped)]))
     assert len(ran) >= 15  # the pages were read: their commands found
 
