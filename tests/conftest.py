@@ -1,6 +1,8 @@
 """The fixtures the tests share; the helpers they call live in tests/helpers/."""
 
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 # The two pytest workers share the two cores: every process a test starts computes with one thread, as `--threads
@@ -14,6 +16,7 @@ skip_start_up_collections()  # each pytest worker imports what a command imports
 
 import pytest
 import torch
+from filelock import FileLock
 
 from mnist_ann.data import MNISTDataModule
 from tests.helpers.accuracy import fit
@@ -63,18 +66,38 @@ def pytest_collection_modifyitems(items) -> None:
     items.sort(key=lambda item: LONGEST_FIRST.index(item.path.name) if item.path.name in LONGEST_FIRST else 99)
 
 
+def made_once(tmp_path_factory, name: str, make: Callable[[Path], object]) -> Path:
+    """The folder `make` fills, made once a test run whichever pytest worker asks first, the others waiting for it
+    (pytest-xdist's recipe: a lock in the workers' common temporary folder). It is only read: a test that writes
+    copies what it needs."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder = root / name
+    with FileLock(root / f"{name}.lock"):
+        if not folder.is_dir():
+            building = root / f"{name}.building"
+            shutil.rmtree(building, ignore_errors=True)
+            building.mkdir()
+            make(building)
+            building.rename(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def synthetic_data_dir(tmp_path_factory) -> Path:
     """A data folder with small synthetic MNIST files (1,200 training and 300 test images)."""
-    return write_mnist(tmp_path_factory.mktemp("synthetic"))
+    return made_once(tmp_path_factory, "synthetic", write_mnist)
 
 
 @pytest.fixture(scope="session")
 def trained_checkpoint(synthetic_data_dir, tmp_path_factory) -> Path:
     """A checkpoint of the recipe trained 2 epochs on the synthetic data, for tests that use a trained model."""
-    path = tmp_path_factory.mktemp("model") / "model.ckpt"
-    fit(MNISTDataModule(synthetic_data_dir, val_size=200), checkpoint=path)
-    return path
+
+    def train(folder: Path) -> None:
+        fit(MNISTDataModule(synthetic_data_dir, val_size=200), checkpoint=folder / "model.ckpt")
+
+    return made_once(tmp_path_factory, "model", train) / "model.ckpt"
 
 
 @pytest.fixture(scope="session")
@@ -87,11 +110,13 @@ def real_data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def recipe_checkpoint(real_data_dir, tmp_path_factory) -> Path:
-    """The recipe trained 2 epochs on the real MNIST (seed 42), once a session, for the tests that need a model
-    that reads real and drawn digits. Tests that write files copy it first."""
-    path = tmp_path_factory.mktemp("recipe") / "recipe.ckpt"
-    fit(MNISTDataModule(real_data_dir, download=False), seed=42, checkpoint=path)
-    return path
+    """The recipe trained 2 epochs on the real MNIST (seed 42), once a test run, for the tests that need a model
+    that reads real and drawn digits."""
+
+    def train(folder: Path) -> None:
+        fit(MNISTDataModule(real_data_dir, download=False), seed=42, checkpoint=folder / "recipe.ckpt")
+
+    return made_once(tmp_path_factory, "recipe", train) / "recipe.ckpt"
 
 
 @pytest.fixture(scope="session")
