@@ -1,5 +1,6 @@
 """The fixtures the tests share; the helpers they call live in tests/helpers/."""
 
+import compileall
 import os
 import shutil
 from collections.abc import Callable
@@ -21,8 +22,15 @@ from filelock import FileLock
 from mnist_ann.data import MNISTDataModule
 from tests.helpers.accuracy import fit
 from tests.helpers.browser import chromium
-from tests.helpers.commands import REAL_DATA_DIR, missing
+from tests.helpers.commands import REAL_DATA_DIR, REPO, missing
 from tests.helpers.synthetic import write_mnist
+
+
+def pytest_configure(config) -> None:
+    """The package compiled once, before the workers start: each of the hundred processes the tests start imports
+    it, and where PYTHONDONTWRITEBYTECODE is set (as on CI machines) each would compile it anew."""
+    if not hasattr(config, "workerinput"):  # pytest-xdist's controller, or a run without workers
+        compileall.compile_dir(REPO / "mnist_ann", quiet=1)
 
 
 @pytest.fixture(autouse=True)
