@@ -7,7 +7,7 @@ from importlib.resources import files
 
 import pytest
 
-from tests.helpers.browser import SCREENSHOT_DIR, STROKES, Page, chromium
+from tests.helpers.browser import SCREENSHOT_DIR, STROKES, Page, asking_in
 from tests.helpers.service import start_server, stop_server
 
 MESSAGES = files("mnist_ann.serve") / "web" / "messages"
@@ -46,46 +46,45 @@ def test_the_pages_english_before_its_scripts_run_is_the_english_table():
         assert " ".join(text.split()) == english[key], key
 
 
-@pytest.fixture
-def korean_browser():
-    """Headless Chromium whose language is Korean, as a Korean learner's browser asks."""
-    with chromium("ko") as driver:
-        yield driver
-
-
 @pytest.mark.slow
 def test_a_korean_browser_gets_the_page_in_korean_and_the_switch_keeps_the_drawing(
-    trained_checkpoint, browser, korean_browser, tmp_path
+    trained_checkpoint, browser, tmp_path
 ):
     process, base = start_server(trained_checkpoint, cwd=tmp_path)
     try:
         english = Page(browser, f"{base}/")
         english.wait_for(lambda: english.driver.find_element(english.by.TAG_NAME, "h1").text == "Draw a digit")
 
-        page = Page(korean_browser, f"{base}/")
-        page.wait_for(lambda: page.driver.find_element(page.by.TAG_NAME, "h1").text == "숫자를 그려 보세요")
-        page.draw(STROKES["3"])
-        page.settled(1)
-        assert page.driver.execute_script(LAYERS) == ["입력층", "은닉층 1", "은닉층 2", "출력층"]
-        assert page.driver.execute_script(OUTSIDE_THE_TABLES) == []
-        for width, height, name in ((1400, 1000, "ko"), (390, 844, "ko-phone")):
-            page.driver.set_window_size(width, height)
-            assert page.driver.execute_script("return document.documentElement.scrollWidth <= innerWidth"), width
-            page.driver.save_screenshot(str(SCREENSHOT_DIR / f"mnist-ann-page-{name}.png"))
-        page.driver.set_window_size(1400, 1000)
+        with asking_in(browser, "ko"):  # as a Korean learner's browser asks
+            page = Page(browser, f"{base}/")
+            page.wait_for(lambda: page.driver.find_element(page.by.TAG_NAME, "h1").text == "숫자를 그려 보세요")
+            page.draw(STROKES["3"])
+            page.settled(1)
+            assert page.driver.execute_script(LAYERS) == ["입력층", "은닉층 1", "은닉층 2", "출력층"]
+            assert page.driver.execute_script(OUTSIDE_THE_TABLES) == []
+            for width, height, name in ((1400, 1000, "ko"), (390, 844, "ko-phone")):
+                page.driver.set_window_size(width, height)
+                assert page.driver.execute_script("return document.documentElement.scrollWidth <= innerWidth"), width
+                page.driver.save_screenshot(str(SCREENSHOT_DIR / f"mnist-ann-page-{name}.png"))
+            page.driver.set_window_size(1400, 1000)
 
-        drawn = page.driver.execute_script("return document.getElementById('pad').toDataURL()")
-        answers = page.find_body().get_attribute("data-answers")
-        page.driver.find_element(page.by.CSS_SELECTOR, "#language option[value='en']").click()
-        assert page.driver.find_element(page.by.TAG_NAME, "h1").text == "Draw a digit"
-        assert page.driver.execute_script(LAYERS) == ["input layer", "hidden layer 1", "hidden layer 2", "output layer"]
-        assert page.driver.execute_script(OUTSIDE_THE_TABLES) == []
-        assert page.driver.execute_script("return document.getElementById('pad').toDataURL()") == drawn
-        assert page.find_body().get_attribute("data-answers") == answers  # the answer stays, said again
-        english_text = page.driver.find_element(page.by.TAG_NAME, "body").text
-        assert not re.search("[가-힣]", english_text.replace("한국어", ""))
+            drawn = page.driver.execute_script("return document.getElementById('pad').toDataURL()")
+            answers = page.find_body().get_attribute("data-answers")
+            page.driver.find_element(page.by.CSS_SELECTOR, "#language option[value='en']").click()
+            assert page.driver.find_element(page.by.TAG_NAME, "h1").text == "Draw a digit"
+            assert page.driver.execute_script(LAYERS) == [
+                "input layer",
+                "hidden layer 1",
+                "hidden layer 2",
+                "output layer",
+            ]
+            assert page.driver.execute_script(OUTSIDE_THE_TABLES) == []
+            assert page.driver.execute_script("return document.getElementById('pad').toDataURL()") == drawn
+            assert page.find_body().get_attribute("data-answers") == answers  # the answer stays, said again
+            english_text = page.driver.find_element(page.by.TAG_NAME, "body").text
+            assert not re.search("[가-힣]", english_text.replace("한국어", ""))
 
-        again = Page(korean_browser, f"{base}/")  # the choice is remembered
-        again.wait_for(lambda: again.driver.find_element(again.by.TAG_NAME, "h1").text == "Draw a digit")
+            again = Page(browser, f"{base}/")  # the choice is remembered
+            again.wait_for(lambda: again.driver.find_element(again.by.TAG_NAME, "h1").text == "Draw a digit")
     finally:
         stop_server(process)

@@ -37,9 +37,8 @@ SCREENSHOT_DIR = Path(os.environ.get("MNIST_ANN_SCREENSHOTS", "/tmp"))
 
 
 @contextlib.contextmanager
-def chromium(language: str | None = None):
-    """Headless Chromium driven by Selenium, quit whatever happens; `language`: the one its pages are asked in
-    (`navigator.languages` and Accept-Language), else the machine's."""
+def chromium():
+    """Headless Chromium driven by Selenium, quit whatever happens."""
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
     if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
         missing(f"{CHROMIUM} and {CHROMEDRIVER} are needed (apt-get install chromium chromium-driver)")
@@ -58,14 +57,23 @@ def chromium(language: str | None = None):
         "--window-size=1280,1000",
     ):
         options.add_argument(flag)
-    if language:
-        options.add_argument(f"--lang={language}")
-        options.add_experimental_option("prefs", {"intl.accept_languages": language})
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     try:
         yield driver
     finally:
         driver.quit()
+
+
+@contextlib.contextmanager
+def asking_in(driver, language: str):
+    """Until the block ends, the pages `driver` opens are asked in `language` (`navigator.languages` and
+    Accept-Language), as by a browser set to it: DevTools' own emulation, on the browser the tests share."""
+    agent, before = driver.execute_script("return [navigator.userAgent, navigator.languages.join(',')]")
+    driver.execute_cdp_cmd("Emulation.setUserAgentOverride", {"userAgent": agent, "acceptLanguage": language})
+    try:
+        yield driver
+    finally:
+        driver.execute_cdp_cmd("Emulation.setUserAgentOverride", {"userAgent": agent, "acceptLanguage": before})
 
 
 class Page:
