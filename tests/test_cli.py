@@ -27,16 +27,15 @@ def trained_run(synthetic_data_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def commands(trained_run):
-    """In fresh processes after that `fit`: the `test` it printed, as printed, `validate` of the last
-    checkpoint, and `predict` of one picture file, named without brackets and without a config."""
-    workdir, data, fit = trained_run
+    """In fresh processes after that `fit`: the `test` it printed, as printed, and `predict` of one picture file,
+    named without brackets and without a config."""
+    workdir, _, fit = trained_run
     picture, image = workdir / "digit.png", Image.new("L", (60, 60), 255)
     ImageDraw.Draw(image).line([(30, 10), (30, 50)], fill=0, width=6)  # a "1"
     image.save(picture)
     [printed] = re.findall(r"Test it on the test images: (mnist-ann test .*)", fit.stdout + fit.stderr)
     return {
         "test": run_cli(*shlex.split(printed)[1:], cwd=workdir),
-        "validate": run_cli("validate", "--config", CONFIG, *data, "--ckpt_path", "last", cwd=workdir),
         "predict": run_cli("predict", "--ckpt_path", "best", "--data.predict_files", str(picture), cwd=workdir),
     }
 
@@ -85,9 +84,14 @@ def test_the_printed_test_command_runs_in_a_fresh_process_and_prints_the_table(c
     assert table_values(output, "test/loss")
 
 
-def test_validate_from_the_last_checkpoint(commands):
-    output = commands["validate"].stdout + commands["validate"].stderr
+def test_validate_from_the_last_checkpoint_logs_into_its_run(trained_run, monkeypatch, capsys, caplog):
+    workdir, data, _ = trained_run
+    monkeypatch.chdir(workdir)
+    with caplog.at_level(logging.INFO):
+        run_main(monkeypatch, "validate", "--config", CONFIG, *data, "--ckpt_path", "last")
+    output = capsys.readouterr().out + caplog.text
     assert "version_0/checkpoints/last.ckpt" in output and table_values(output, "val/acc")
+    assert (workdir / "lightning_logs" / "version_0" / "validate-config.yaml").is_file()
 
 
 def test_predict_of_one_file_without_config_prints_its_row(commands):
@@ -100,7 +104,7 @@ def test_evaluation_commands_log_into_the_checkpoints_run(trained_run, commands)
     runs = workdir / "lightning_logs"
     assert [path.name for path in runs.iterdir()] == ["version_0"]
     saved = {path.name for path in (runs / "version_0").iterdir()}
-    assert {"config.yaml", "test-config.yaml", "validate-config.yaml", "predict-config.yaml"} <= saved
+    assert {"config.yaml", "test-config.yaml", "predict-config.yaml"} <= saved
 
 
 def test_fit_test_and_predict_print_no_warning_a_user_cannot_act_on(trained_run, commands):
