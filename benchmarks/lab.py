@@ -25,14 +25,14 @@ from pathlib import Path
 
 from serve import free_port, started, stopped  # benchmarks/serve.py, beside this script
 
-from mnist_ann.serve.lab import fit_arguments
+from mnist_ann.serve.settings import FitSettings
 
 LIVE = "--trainer.callbacks+=mnist_ann.live.LiveReport"
 SEVEN = [(0.28, 0.2), (0.72, 0.2), (0.45, 0.84)]  # a 7, in a unit box
 
 
 def command_line(settings: dict, folder: Path, env: dict) -> float:
-    arguments = [argument for argument in fit_arguments(settings, ["mnist"]) if argument != LIVE]
+    arguments = [argument for argument in FitSettings(**settings).command_line() if argument != LIVE]
     start = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "mnist_ann", "fit", *arguments, "--trainer.enable_progress_bar=false"],

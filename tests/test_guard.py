@@ -222,15 +222,18 @@ def test_the_schema_describes_every_public_route_from_its_models(client):
         "hidden_sizes",
         "optimizer",
         "lr",
+        "nesterov",
         "batch_size",
         "epochs",
         "val_size",
         "schedule",
+        "input_dropout",
         "dropout",
         "label_smoothing",
         "augmentation",
         "batch_norm",
         "weight_averaging",
+        "averaging_decay",
         "dataset",
     }
     assert schemas["Drawing"]["properties"]["label"] == {

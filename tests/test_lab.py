@@ -14,6 +14,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+import yaml
 from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image
 from pydantic import ValidationError
@@ -23,11 +24,11 @@ from mnist_ann.idx import load_split
 from mnist_ann.live import EVENTS, WEIGHTS, LiveReport
 from mnist_ann.model import MNISTClassifier
 from mnist_ann.serve.jobs import Lab
-from mnist_ann.serve.lab import LIMITS, FitSettings
 from mnist_ann.serve.middleware import one_message
 from mnist_ann.serve.runs import CACHED_MODELS, RunModels, list_runs
+from mnist_ann.serve.settings import LIMITS, PRESETS, FitSettings, preset
 from tests.helpers.browser import SCREENSHOT_DIR, STROKES, Page
-from tests.helpers.commands import run_main
+from tests.helpers.commands import CONFIG, REPO, run_main
 from tests.helpers.service import get, lab_job, lab_server, post, stop_server, wait_until_group_gone
 from tests.helpers.synthetic import png_base64
 from tests.helpers.wait import wait_for
@@ -161,9 +162,32 @@ def test_the_page_settings_become_the_command_line_a_user_would_type():
     assert "--model.scheduler=mnist_ann.schedules.OneCycle" in arguments
     assert "--data.augmentation.rotation=10" in arguments and "--trainer.callbacks+=EMAWeightAveraging" in arguments
     assert "--model.batch_norm=true" in arguments and "--trainer.callbacks.use_buffers=true" in arguments  # fit's rule
-    assert not any("momentum" in argument for argument in arguments)  # SGD's alone
+    assert not any("momentum" in argument or "nesterov" in argument for argument in arguments)  # SGD's alone
     assert not any("threads" in argument for argument in arguments)  # chosen as every fit chooses them
     assert arguments[-1] == "--trainer.callbacks+=mnist_ann.live.LiveReport"
+    with pytest.raises(ValidationError, match="nesterov: SGD's momentum only, not Adam's"):
+        FitSettings(optimizer="Adam", nesterov=True)
+
+
+def printed_config(monkeypatch, capsys, *options: str) -> dict:
+    """The whole config `fit` would run with these options, as `--print_config` prints it."""
+    with pytest.raises(SystemExit):
+        run_main(monkeypatch, "fit", *options, "--print_config")
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_each_preset_trains_what_its_shipped_config_trains(name, monkeypatch, capsys):
+    shipped = printed_config(
+        monkeypatch, capsys, "--config", CONFIG, "--config", str(REPO / "configs" / f"{PRESETS[name]}.yaml")
+    )
+    page = printed_config(monkeypatch, capsys, *preset(name).command_line())
+    assert page["model"] == shipped["model"] and page["data"] == shipped["data"]
+    assert page["trainer"]["max_epochs"] == shipped["trainer"]["max_epochs"]
+    watched = [
+        callback for callback in page["trainer"]["callbacks"] if not callback["class_path"].endswith("LiveReport")
+    ]
+    assert watched == shipped["trainer"]["callbacks"]
 
 
 @pytest.mark.slow
@@ -292,6 +316,12 @@ def test_one_run_at_a_time_limits_stop_and_sigterm_each_refusal_followed_by_a_go
 # The page, in headless Chromium.
 
 
+SHOWN = """const settings = document.getElementById("settings").elements;
+return [[...document.querySelectorAll("#widths input")].map((width) => Number(width.value)), settings.lr.value,
+  settings.nesterov.checked, settings.augmentation.value, settings.weight_averaging.checked,
+  settings.averaging_decay.value, settings.epochs.value];"""
+
+
 class LabPage(Page):
     def lab_state(self) -> str:
         return self.find_body().get_attribute("data-lab") or ""
@@ -327,6 +357,11 @@ def test_train_watch_stop_pick_and_compare_runs_on_the_page(
         page.wait_for(lambda: page.driver.find_elements(page.by.CSS_SELECTOR, "#widths input"))
         page.draw(STROKES["3"])
         page.settled(1)
+        # A preset shows a shipped recipe's settings (configs/fast.yaml's), "the recipe" the recipe's again.
+        page.press(".presets", "fast")
+        assert page.driver.execute_script(SHOWN) == [[1024, 1024], "0.2", True, "light", True, "0.998", "11"]
+        page.press(".presets", "the recipe")
+        assert page.driver.execute_script(SHOWN) == [[128, 64], "0.01", False, "none", False, "0.999", "10"]
         page.set_layers([40, 20])
         page.set("epochs", 100)
         page.set("batch_size", 16)

@@ -24,8 +24,8 @@ from mnist_ann.backprop import learning_steps, optimizer_factory
 from mnist_ann.data import MNISTDataModule, normalize
 from mnist_ann.errors import ConfigError, DataError
 from mnist_ann.serve.guard import OwnPage
-from mnist_ann.serve.lab import RECIPE, LabRequest
 from mnist_ann.serve.runs import MODEL, RunModels, run_of
+from mnist_ann.serve.settings import RECIPE, LabRequest
 from mnist_ann.serve.worker import Rejected, decode_picture
 
 MAX_STEPS = 100

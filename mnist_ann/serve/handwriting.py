@@ -31,8 +31,9 @@ from mnist_ann.idx import load_split
 from mnist_ann.images import ImageError
 from mnist_ann.serve.guard import OwnPage
 from mnist_ann.serve.jobs import Lab
-from mnist_ann.serve.lab import LabRequest, RunChoice, run_folder, time_limit
+from mnist_ann.serve.lab import RunChoice, run_folder, time_limit
 from mnist_ann.serve.runs import MODEL, RunModels
+from mnist_ann.serve.settings import LabRequest
 
 MAX_DRAWING_BYTES = 4 * 1024 * 1024  # a pad's drawing is ~10 KB; a phone's photo of a digit, a few MB
 

@@ -1,7 +1,7 @@
 """The page's lab: start a real `mnist-ann fit` from the page, watch it learn, stop it, test a run.
 
-    GET  /lab            the limits, the defaults and choices, the datasets present, the job now
-    POST /lab/fit        `FitSettings`: {"hidden_sizes": [256, 128], "optimizer": "SGD", "lr": 0.01, ...}
+    GET  /lab            the limits, the defaults, presets and choices, the datasets present, the job now
+    POST /lab/fit        `FitSettings` (mnist_ann.serve.settings): {"hidden_sizes": [256, 128], "lr": 0.01, ...}
     POST /lab/resume     {"run": "version_3"}: `fit` again from that run's last.ckpt
     POST /lab/test       {"run": "version_3"}: `test` of that run's best.ckpt
     POST /lab/stop       the job in progress stops as SIGTERM stops it (its step saved to last.ckpt)
@@ -15,115 +15,34 @@ training takes every core. Every setting is checked by its Pydantic model, which
 
 import asyncio
 import gzip
-import itertools
 import json
-import math
 import struct
 from pathlib import Path
-from typing import Annotated, Literal
 
-import yaml
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 
-from mnist_ann.cli import RECIPE as RECIPE_CONFIG
 from mnist_ann.errors import DataError
 from mnist_ann.idx import ensure_files, idx_path, raw_folder
 from mnist_ann.live import EVENTS
-from mnist_ann.network import IMAGE_PIXELS, NUM_CLASSES
 from mnist_ann.serve.guard import OwnPage
 from mnist_ann.serve.jobs import Lab
 from mnist_ann.serve.runs import RUN, list_runs
+from mnist_ann.serve.settings import (
+    AUGMENTATIONS,
+    DATASETS,
+    LIMITS,
+    OPTIMIZERS,
+    PRESETS,
+    SCHEDULES,
+    FitSettings,
+    LabRequest,
+    preset,
+)
 
 RUNS = Path("lightning_logs")  # the recipe's logger folder, under the folder the service runs in
-LIMITS = {"layers": 4, "width": 2048, "parameters": 3_000_000, "epochs": 100, "batch_size": 1024, "lr": 1.0}
-LIMITS |= {"steps": 100_000, "hours": 2}  # the heaviest run: this many optimizer steps, stopped after this long
-OPTIMIZERS = {"SGD": "torch.optim.SGD", "Adam": "torch.optim.Adam", "AdamW": "torch.optim.AdamW"}
-SCHEDULES = {
-    "constant": None,
-    "one-cycle": "mnist_ann.schedules.OneCycle",
-    "cosine": "mnist_ann.schedules.WarmupCosine",
-}
-AFFINE = {"rotation": 10, "scale": 0.1, "shear": 10, "translation": 0.05}
-AUGMENTATIONS = {"none": {}, "affine": AFFINE, "affine+elastic": {**AFFINE, "elastic_alpha": 36, "elastic_sigma": 6}}
-DATASETS = ("mnist", "fashion-mnist")
-Width = Annotated[int, Field(ge=1, le=LIMITS["width"])]
-
-
-class LabRequest(BaseModel):
-    """What the lab's requests share: unknown fields refused, numbers never taken from strings, no NaN."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
-
-
-RECIPE = yaml.safe_load(RECIPE_CONFIG.read_text())  # the page's settings start from the recipe's own
-
-
-class FitSettings(LabRequest):
-    """A run of the lab: the recipe's settings unless given (each is a `fit` option, `command_line`)."""
-
-    hidden_sizes: list[Width] = Field(
-        RECIPE["model"]["hidden_sizes"], max_length=LIMITS["layers"], description="one width per layer"
-    )
-    optimizer: Literal[tuple(OPTIMIZERS)] = "SGD"
-    lr: float = Field(RECIPE["model"]["optimizer"]["init_args"]["lr"], gt=0, le=LIMITS["lr"])
-    batch_size: int = Field(RECIPE["data"]["batch_size"], ge=1, le=LIMITS["batch_size"])
-    epochs: int = Field(RECIPE["trainer"]["max_epochs"], ge=1, le=LIMITS["epochs"])
-    val_size: int = Field(RECIPE["data"]["val_size"], ge=0, le=30_000)
-    schedule: Literal[tuple(SCHEDULES)] = "constant"
-    dropout: float = Field(0.0, ge=0, le=0.9)
-    label_smoothing: float = Field(0.0, ge=0, le=0.5)
-    augmentation: Literal[tuple(AUGMENTATIONS)] = "none"
-    batch_norm: bool = False
-    weight_averaging: bool = False
-    dataset: Literal[DATASETS] = "mnist"
-
-    @model_validator(mode="after")
-    def within_limits(self) -> "FitSettings":
-        widths = [IMAGE_PIXELS, *self.hidden_sizes, NUM_CLASSES]
-        if (parameters := sum(a * b + b for a, b in itertools.pairwise(widths))) > LIMITS["parameters"]:
-            raise ValueError(f"hidden_sizes: {parameters:,} parameters, over the {LIMITS['parameters']:,} allowed here")
-        return self
-
-    def check_steps(self, images: int) -> None:
-        """Refuse a run of more optimizer steps than the lab allows, on `images` training images."""
-        steps = self.epochs * math.ceil(max(images - self.val_size, 0) / self.batch_size)
-        if steps > LIMITS["steps"]:
-            raise HTTPException(
-                422,
-                f"epochs: {steps:,} steps of batch {self.batch_size}, over the {LIMITS['steps']:,} allowed here: "
-                "fewer epochs or a larger batch",
-            )
-
-    def command_line(self) -> list[str]:
-        """The `fit` options a user would type for these settings."""
-        arguments = [
-            f"--model.hidden_sizes={json.dumps(self.hidden_sizes, separators=(',', ':'))}",
-            f"--model.optimizer={OPTIMIZERS[self.optimizer]}",
-            f"--model.optimizer.lr={self.lr}",
-            f"--model.dropout={self.dropout}",
-            f"--model.label_smoothing={self.label_smoothing}",
-            f"--trainer.max_epochs={self.epochs}",
-            f"--data.batch_size={self.batch_size}",
-            f"--data.val_size={self.val_size}",
-            f"--data.dataset={self.dataset}",
-        ]
-        if self.optimizer == "SGD":
-            arguments.append("--model.optimizer.momentum=0.9")  # the recipe's
-        if schedule := SCHEDULES[self.schedule]:
-            arguments.append(f"--model.scheduler={schedule}")
-        arguments += [f"--data.augmentation.{name}={value}" for name, value in AUGMENTATIONS[self.augmentation].items()]
-        if self.batch_norm:
-            arguments.append("--model.batch_norm=true")
-        if self.weight_averaging:  # at configs/best.yaml's decay; the buffers where batch normalization needs them
-            arguments += [
-                "--trainer.callbacks+=EMAWeightAveraging",
-                "--trainer.callbacks.decay=0.999",
-                f"--trainer.callbacks.use_buffers={str(self.batch_norm).lower()}",
-            ]
-        return [*arguments, "--trainer.callbacks+=mnist_ann.live.LiveReport"]  # what the page watches
 
 
 class RunChoice(LabRequest):
@@ -169,11 +88,12 @@ def lab_router(lab: Lab, own_page: OwnPage, data_dir: Path, drawings: str | None
 
     @router.get("")
     def about() -> dict:
-        """The limits, the defaults, the choices (with the datasets present) and the job now."""
+        """The limits, the defaults, the presets, the choices (with the datasets present) and the job now."""
         return {
             "allowed": own_page.allowed,
             "limits": LIMITS,
             "defaults": FitSettings().model_dump(),
+            "presets": {name: preset(name).model_dump() for name in PRESETS},
             "choices": {
                 "optimizer": list(OPTIMIZERS),
                 "schedule": list(SCHEDULES),

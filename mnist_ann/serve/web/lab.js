@@ -57,17 +57,31 @@ function settings() {
     hidden_sizes: [...widths.querySelectorAll("input")].map((input) => Number(input.value)),
     optimizer: data.get("optimizer"),
     lr: Number(data.get("lr")),
+    nesterov: data.get("nesterov") === "on",
     schedule: data.get("schedule"),
     batch_size: Number(data.get("batch_size")),
     epochs: Number(data.get("epochs")),
+    input_dropout: Number(data.get("input_dropout")),
     dropout: Number(data.get("dropout")),
     label_smoothing: Number(data.get("label_smoothing")),
     augmentation: data.get("augmentation"),
     batch_norm: data.get("batch_norm") === "on",
     weight_averaging: data.get("weight_averaging") === "on",
+    averaging_decay: Number(data.get("averaging_decay")),
     dataset: data.get("dataset"),
     val_size: Number(data.get("val_size")),
   };
+}
+
+// The settings shown: the service's defaults, or a preset's (a shipped recipe's, on the dataset chosen).
+function fill(values) {
+  for (const [name, value] of Object.entries(values)) {
+    if (name === "hidden_sizes") {
+      widths.replaceChildren();
+      value.forEach(addWidth);
+    } else if (typeof value === "boolean") form.elements[name].checked = value;
+    else form.elements[name].value = value;
+  }
 }
 
 async function setUp() {
@@ -76,11 +90,13 @@ async function setUp() {
   for (const [name, options] of Object.entries(lab.choices)) {
     form.elements[name].replaceChildren(...options.map((option) => showData(new Option("", option), option)));
   }
-  for (const [name, value] of Object.entries(lab.defaults)) {
-    if (name === "hidden_sizes") value.forEach(addWidth);
-    else if (typeof value === "boolean") form.elements[name].checked = value;
-    else form.elements[name].value = value;
-  }
+  fill(lab.defaults);
+  document.getElementById("presets").replaceChildren(...Object.entries(lab.presets).map(([name, values]) => {
+    const button = show(element("button"), `lab.preset.${name}`);
+    button.type = "button";
+    button.addEventListener("click", () => fill({ ...values, dataset: form.elements.dataset.value }));
+    return button;
+  }));
   if (!lab.allowed) {
     const off = document.getElementById("lab-off");
     off.hidden = false;
