@@ -388,9 +388,10 @@ def test_train_watch_stop_pick_and_compare_runs_on_the_page(
         assert page.find("model-about").text.startswith("version_0, best.ckpt")
         assert page.find("answer").text.split("\n")[0] in list("0123456789")
 
-        # A second run, finished, compared with the first on the same drawing.
+        # A second run, batch-normalized and finished, compared with the first on the same drawing.
         page.set_layers([16])
         page.set("epochs", 3)
+        page.driver.find_element(page.by.NAME, "batch_norm").click()
         page.find("start").click()
         page.wait_for(lambda: page.lab_state() == "finished")
         page.wait_for(lambda: "version_1 no longer trains: its best.ckpt answers now." in page.find("lab-message").text)
@@ -404,6 +405,9 @@ def test_train_watch_stop_pick_and_compare_runs_on_the_page(
         beside = page.driver.find_elements(page.by.CSS_SELECTOR, "#compare-main .layer .title")
         two_hidden = ["input layer", "hidden layer 1", "hidden layer 2", "output layer"]
         assert [title.text for title in beside] == two_hidden  # version_0, 40-20
+        sizes = page.driver.find_elements(page.by.CSS_SELECTOR, "#compare-answer .layer .size")
+        assert sizes[1].text == "16 units, batch norm, ReLU"  # the forward pass as the network computes it
+        assert page.driver.find_elements(page.by.CSS_SELECTOR, "#compare-main .layer .size")[1].text == "40 units, ReLU"
         assert page.find("compare-name").text.startswith("version_1, best.ckpt")
         browser.execute_script("document.getElementById('compare').scrollIntoView()")
         browser.save_screenshot(str(SCREENSHOT_DIR / "mnist-ann-lab-compare.png"))

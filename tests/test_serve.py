@@ -401,6 +401,7 @@ def test_the_api_schema_describes_predict_and_info_describes_the_model(server, t
     model = json.loads(get(f"{server}/info"))["model"]
     assert model["checkpoint"] == str(trained_checkpoint) and model["task"] == "multiclass"
     assert model["class_names"] == [str(digit) for digit in range(10)] and model["hidden_sizes"] == [128, 64]
+    assert model["batch_norm"] is False
 
 
 @pytest.mark.slow

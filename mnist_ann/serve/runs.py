@@ -70,8 +70,8 @@ class RunModels:
 
 
 def describe(path: Path, saved: dict, model: MNISTClassifier) -> dict:
-    """What GET /info, the answers and the page say of a model: its file, run, task, layers, class names, best
-    validation accuracy and step."""
+    """What GET /info, the answers and the page say of a model: its file, run, task, layers (batch-normalized or
+    not), class names, best validation accuracy and step."""
     scores = [
         state["best_model_score"].item()
         for key, state in saved.get("callbacks", {}).items()
@@ -82,6 +82,7 @@ def describe(path: Path, saved: dict, model: MNISTClassifier) -> dict:
         "run": run_of(path).name,
         "task": model.hparams.task,
         "hidden_sizes": list(model.hparams.hidden_sizes),
+        "batch_norm": bool(model.hparams.get("batch_norm")),
         "class_names": model.class_names,
         "val_acc_best": max(scores) if scores else None,
         "global_step": saved.get("global_step"),

@@ -130,11 +130,12 @@ export function render(answer, root, layers) {
   });
   const input = gray(document.createElement("canvas"), flat, side, 4);
   layers.append(layer(["layer.input"], ["layer.pixels", { count: flat.length }], input));
+  const hidden = answer.model.batch_norm ? "layer.norm_relu" : "layer.relu";  // as the network computes it
   answer.layers.slice(0, -1).forEach((units, index) => {
     const columns = Math.ceil(Math.sqrt(units.length));
     const canvas = gray(document.createElement("canvas"), units, columns, Math.max(3, Math.floor(140 / columns)));
     const title = ["layer.hidden", { number: index + 1 }];
-    layers.append(arrow(), layer(title, ["layer.relu", { count: units.length }], canvas));
+    layers.append(arrow(), layer(title, [hidden, { count: units.length }], canvas));
   });
   const count = answer.probabilities ? answer.probabilities.length : 1;
   const size = !answer.probabilities ? "layer.linear" : count === 2 ? "layer.sigmoid" : "layer.softmax";
