@@ -54,6 +54,7 @@ ONE_CHANGE = {
     ),
     "one-cycle": ("one-cycle schedule, peak lr 0.1", {"model": {"scheduler": ONE_CYCLE}}),
     "dropout": ("dropout 0.2 after each hidden layer", {"model": {"dropout": 0.2}}),
+    "input dropout": ("dropout 0.1 on the input pixels", {"model": {"input_dropout": 0.1}}),
     "weight decay": ("weight decay 5e-4", {"model": {"optimizer": {"init_args": {"weight_decay": 0.0005}}}}),
     "max-norm": ("hidden units' incoming weights no longer than 1", {"model": {"max_norm": 1.0}}),
     "label smoothing": ("label smoothing 0.1", {"model": {"label_smoothing": 0.1}}),
