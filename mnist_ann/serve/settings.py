@@ -6,6 +6,7 @@ A preset is read from its config over the recipe's (configs/fast.yaml, configs/b
 (tests/test_lab.py compares what the command line's parser makes of both).
 """
 
+import functools
 import itertools
 import json
 import math
@@ -126,6 +127,7 @@ class FitSettings(LabRequest):
         return [*arguments, "--trainer.callbacks+=mnist_ann.live.LiveReport"]  # what the page watches
 
 
+@functools.cache  # the shipped configs do not change while the service runs: read once, not at every GET /lab
 def preset(name: str) -> FitSettings:
     """The settings of a preset: its config's over the recipe's, each as the command line reads it."""
     config = shipped(PRESETS[name])
