@@ -91,11 +91,17 @@ class Page:
 
     def settled(self, answers: int, timeout: float = 20) -> None:
         """Wait until the page has shown `answers` answers and has no request out."""
+        from selenium.common.exceptions import TimeoutException
+
         body = self.find_body()
-        self.wait_for(
-            lambda: int(body.get_attribute("data-answers")) >= answers and body.get_attribute("data-busy") == "no",
-            timeout,
-        )
+        try:
+            self.wait_for(
+                lambda: int(body.get_attribute("data-answers")) >= answers and body.get_attribute("data-busy") == "no",
+                timeout,
+            )
+        except TimeoutException:
+            state = {name: body.get_attribute(f"data-{name}") for name in ("answers", "busy")}
+            pytest.fail(f"the page did not show answer {answers} in {timeout} s: {state}, {self.shown()['message']!r}")
 
     def wait_for(self, condition, timeout: float = 120):
         """Wait until `condition()` is true (polled ten times a second); what it returned. An element the page
