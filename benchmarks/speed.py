@@ -19,8 +19,9 @@ pipeline out, for comparing two versions of `fit` by `overhead_vs_bare` alone.
 
 `--busy` times the bare loop and `fit` on a quiet machine and beside one CPU-bound process per core
 (started and stopped here), with torch's default threads (one per core) and with `threads: auto`
-(`mnist_ann.threads`); then one epoch of configs/best.yaml's 784-1024-1024-10 network the same four
-ways. Its last line reads `busy_over_quiet_default=<x> busy_over_quiet_auto=<y>` for the recipe's fit.
+(`mnist_ann.threads`); then one epoch of the recipe widened to the best recipes' 784-1024-1024-10, at
+batch 256, the same four ways. Its last line reads `busy_over_quiet_default=<x> busy_over_quiet_auto=<y>`
+for the recipe's fit.
 """
 
 import argparse
@@ -178,14 +179,15 @@ class Burners:
 
 
 def quiet_and_busy(data_dir: str, epochs: int) -> None:
-    """The recipe's bare loop and fit, and one epoch of best.yaml's network, quiet and busy, default and auto."""
+    """The recipe's bare loop and fit, and one epoch of the wide network, quiet and busy, default and auto."""
     from mnist_ann.threads import CORES, chosen_threads
 
     loop = [sys.executable, __file__, "--data-dir", data_dir, "--epochs", str(epochs), "--only", "bare"]
     cli = [sys.executable, "-m", "mnist_ann", "fit", "--config", str(ROOT / "configs" / "default.yaml")]
     data = ["--data.data_dir", data_dir, "--trainer.enable_progress_bar=false"]
     recipe = [*cli, *data, "--trainer.max_epochs", str(epochs)]
-    best = [*cli, "--config", str(ROOT / "configs" / "best.yaml"), *data, "--trainer.max_epochs", "1"]
+    wide = ["--model.hidden_sizes=[1024,1024]", "--data.batch_size=256"]  # the best recipes' layers, fast.yaml's batch
+    wide_epoch = [*cli, *wide, *data, "--trainer.max_epochs", "1"]
     recipe_threads = chosen_threads("auto", 109_386, BATCH_SIZE)
     rows = []
     with tempfile.TemporaryDirectory() as runs:
@@ -198,18 +200,18 @@ def quiet_and_busy(data_dir: str, epochs: int) -> None:
                     measured["bare"] = timed([*loop, "--torch-threads", str(threads)], ROOT)[0]
                     fit_threads = ["--threads", str(CORES) if setting == "default" else "auto"]
                     measured["fit"] = timed([*recipe, *logs, *fit_threads], ROOT)[0]
-                    measured["best, 1 epoch"] = timed([*best, *logs, *fit_threads], ROOT)[0]
+                    measured["wide, 1 epoch"] = timed([*wide_epoch, *logs, *fit_threads], ROOT)[0]
                 rows.append((world, setting, measured))
                 print(
                     f"{world:6} {setting:8} " + "  ".join(f"{k} {v:.1f} s" for k, v in measured.items()),
                     file=sys.stderr,
                 )
     print(f"\n{CORES} cores; the recipe {epochs} epochs; default: {CORES} threads; auto: as mnist_ann.threads says")
-    print(f"{'machine':8}{'threads':9}{'bare s':>9}{'fit s':>9}{'best 1 epoch s':>16}")
+    print(f"{'machine':8}{'threads':9}{'bare s':>9}{'fit s':>9}{'wide 1 epoch s':>16}")
     for world, setting, measured in rows:
         print(
             f"{world:8}{setting:9}"
-            + "".join(f"{measured[k]:>{w}.1f}" for k, w in (("bare", 9), ("fit", 9), ("best, 1 epoch", 16)))
+            + "".join(f"{measured[k]:>{w}.1f}" for k, w in (("bare", 9), ("fit", 9), ("wide, 1 epoch", 16)))
         )
     fit = {(world, setting): measured["fit"] for world, setting, measured in rows}
     print(

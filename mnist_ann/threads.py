@@ -21,7 +21,7 @@ from jsonargparse.typing import PositiveInt
 AUTO = "auto"
 Threads = PositiveInt | Literal["auto"]
 # Multiply-adds of one training step (parameters x batch size) from which every core's thread pays: the recipe's
-# 7 million take longest with more than one; best.yaml's 476 million (784-1024-1024-10, batch 256) gain from them.
+# 7 million take longest with more than one; the best recipes' 476 million (784-1024-1024-10, batch 256) gain from them.
 THREADED_WORK = 100_000_000
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 

@@ -15,7 +15,7 @@ from tests.helpers.commands import CONFIG, run_main
 def test_auto_gives_the_recipe_one_thread_and_a_wide_network_every_core_it_is_allowed(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert chosen_threads("auto", 109_386, 64) == 1  # 784-128-64-10, batch 64
-    assert chosen_threads("auto", 1_863_690, 256) == CORES  # configs/best.yaml: 784-1024-1024-10, batch 256
+    assert chosen_threads("auto", 1_863_690, 256) == CORES  # the best recipes' 784-1024-1024-10, batch 256
     assert chosen_threads(3, 109_386, 64) == 3
     for allowed, threads in [("1", 1), ("1,1", 1), (str(CORES + 1), CORES), ("0", CORES), ("many", CORES)]:
         monkeypatch.setenv("OMP_NUM_THREADS", allowed)
