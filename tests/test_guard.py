@@ -232,6 +232,8 @@ def test_the_schema_describes_every_public_route_from_its_models(client):
         "label_smoothing",
         "augmentation",
         "batch_norm",
+        "adversarial",
+        "adversarial_epsilon",
         "weight_averaging",
         "averaging_decay",
         "dataset",

@@ -157,11 +157,14 @@ def test_the_page_settings_become_the_command_line_a_user_would_type():
         augmentation="affine",
         weight_averaging=True,
         batch_norm=True,
+        adversarial="vat",
+        adversarial_epsilon=3.0,
     ).command_line()
     assert "--model.hidden_sizes=[256,128,64]" in arguments and "--model.optimizer=torch.optim.Adam" in arguments
     assert "--model.scheduler=mnist_ann.schedules.OneCycle" in arguments
     assert "--data.augmentation.rotation=10" in arguments and "--trainer.callbacks+=EMAWeightAveraging" in arguments
     assert "--model.batch_norm=true" in arguments and "--trainer.callbacks.use_buffers=true" in arguments  # fit's rule
+    assert "--model.adversarial.kind=vat" in arguments and "--model.adversarial.epsilon=3.0" in arguments
     assert not any("momentum" in argument or "nesterov" in argument for argument in arguments)  # SGD's alone
     assert not any("threads" in argument for argument in arguments)  # chosen as every fit chooses them
     assert arguments[-1] == "--trainer.callbacks+=mnist_ann.live.LiveReport"
@@ -319,7 +322,8 @@ def test_one_run_at_a_time_limits_stop_and_sigterm_each_refusal_followed_by_a_go
 SHOWN = """const settings = document.getElementById("settings").elements;
 return [[...document.querySelectorAll("#widths input")].map((width) => Number(width.value)), settings.lr.value,
   settings.nesterov.checked, settings.augmentation.value, settings.weight_averaging.checked,
-  settings.averaging_decay.value, settings.epochs.value];"""
+  settings.averaging_decay.value, settings.epochs.value, settings.adversarial.value,
+  settings.adversarial_epsilon.value];"""
 
 
 class LabPage(Page):
@@ -357,11 +361,24 @@ def test_train_watch_stop_pick_and_compare_runs_on_the_page(
         page.wait_for(lambda: page.driver.find_elements(page.by.CSS_SELECTOR, "#widths input"))
         page.draw(STROKES["3"])
         page.settled(1)
-        # A preset shows a shipped recipe's settings (configs/fast.yaml's), "the recipe" the recipe's again.
+        # A preset shows a shipped recipe's settings (configs/fast.yaml's, best.yaml's), "the recipe" the recipe's.
         page.press(".presets", "fast")
-        assert page.driver.execute_script(SHOWN) == [[1024, 1024], "0.2", True, "light", True, "0.998", "11"]
+        fast = [[1024, 1024], "0.2", True, "light", True, "0.998", "11", "none", "2"]
+        assert page.driver.execute_script(SHOWN) == fast
+        page.press(".presets", "best")
+        assert page.driver.execute_script(SHOWN) == [[1024, 1024], "0.2", True, "none", True, "0.999", "50", "vat", "3"]
         page.press(".presets", "the recipe")
-        assert page.driver.execute_script(SHOWN) == [[128, 64], "0.01", False, "none", False, "0.999", "10"]
+        assert page.driver.execute_script(SHOWN) == [
+            [128, 64],
+            "0.01",
+            False,
+            "none",
+            False,
+            "0.999",
+            "10",
+            "none",
+            "2",
+        ]
         page.set_layers([40, 20])
         page.set("epochs", 100)
         page.set("batch_size", 16)

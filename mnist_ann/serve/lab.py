@@ -31,6 +31,7 @@ from mnist_ann.serve.guard import OwnPage
 from mnist_ann.serve.jobs import Lab
 from mnist_ann.serve.runs import RUN, list_runs
 from mnist_ann.serve.settings import (
+    ADVERSARIAL,
     AUGMENTATIONS,
     DATASETS,
     LIMITS,
@@ -98,6 +99,7 @@ def lab_router(lab: Lab, own_page: OwnPage, data_dir: Path, drawings: str | None
                 "optimizer": list(OPTIMIZERS),
                 "schedule": list(SCHEDULES),
                 "augmentation": list(AUGMENTATIONS),
+                "adversarial": list(ADVERSARIAL),
                 "dataset": available_datasets(data_dir),
             },
             "job": lab.state(),

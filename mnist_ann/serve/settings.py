@@ -16,6 +16,7 @@ import yaml
 from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mnist_ann.adversarial import Adversarial
 from mnist_ann.cli import RECIPE as RECIPE_CONFIG
 from mnist_ann.network import IMAGE_PIXELS, NUM_CLASSES
 
@@ -43,6 +44,7 @@ AUGMENTATIONS = {
     "affine": {name: value for name, value in DISTORTED.items() if not name.startswith("elastic")},
     "affine+elastic": DISTORTED,
 }
+ADVERSARIAL = ("none", "vat", "fgsm")  # none, or `mnist_ann.adversarial`'s kinds
 DATASETS = ("mnist", "fashion-mnist")
 Width = Annotated[int, Field(ge=1, le=LIMITS["width"])]
 Share = Annotated[float, Field(ge=0, le=0.9)]
@@ -72,6 +74,13 @@ class FitSettings(LabRequest):
     label_smoothing: float = Field(0.0, ge=0, le=0.5)
     augmentation: Literal[tuple(AUGMENTATIONS)] = "none"
     batch_norm: bool = False
+    adversarial: Literal[ADVERSARIAL] = "none"
+    adversarial_epsilon: float = Field(
+        Adversarial.epsilon,
+        gt=0,
+        le=10,
+        description="how far the images are moved: over the whole image (vat), per pixel (fgsm)",
+    )
     weight_averaging: bool = False
     averaging_decay: float = Field(0.999, ge=0.9, lt=1, description="the weight average's decay, each step")
     dataset: Literal[DATASETS] = "mnist"
@@ -118,6 +127,11 @@ class FitSettings(LabRequest):
         arguments += [f"--data.augmentation.{name}={value}" for name, value in AUGMENTATIONS[self.augmentation].items()]
         if self.batch_norm:
             arguments.append("--model.batch_norm=true")
+        if self.adversarial != "none":
+            arguments += [
+                f"--model.adversarial.kind={self.adversarial}",
+                f"--model.adversarial.epsilon={self.adversarial_epsilon}",
+            ]
         if self.weight_averaging:  # the buffers too, as the shipped recipes: batch normalization's statistics
             arguments += [
                 "--trainer.callbacks+=EMAWeightAveraging",
@@ -141,6 +155,7 @@ def preset(name: str) -> FitSettings:
         if callback["class_path"].endswith("EMAWeightAveraging")
     ]
     scheduler = (model.get("scheduler") or {}).get("class_path")
+    adversarial = model.get("adversarial") or {}
     return FitSettings(
         hidden_sizes=model["hidden_sizes"],
         optimizer=next(name for name, path in OPTIMIZERS.items() if path == model["optimizer"]["class_path"]),
@@ -155,5 +170,13 @@ def preset(name: str) -> FitSettings:
         label_smoothing=model.get("label_smoothing", 0.0),
         augmentation=next(name for name, values in AUGMENTATIONS.items() if values == data.get("augmentation", {})),
         batch_norm=model.get("batch_norm", False),
+        **(
+            {
+                "adversarial": adversarial.get("kind", Adversarial.kind),
+                "adversarial_epsilon": adversarial.get("epsilon", Adversarial.epsilon),
+            }
+            if adversarial
+            else {}
+        ),
         **({"weight_averaging": True, "averaging_decay": averaged[0]["decay"]} if averaged else {}),
     )

@@ -66,6 +66,8 @@ function settings() {
     label_smoothing: Number(data.get("label_smoothing")),
     augmentation: data.get("augmentation"),
     batch_norm: data.get("batch_norm") === "on",
+    adversarial: data.get("adversarial"),
+    adversarial_epsilon: Number(data.get("adversarial_epsilon")),
     weight_averaging: data.get("weight_averaging") === "on",
     averaging_decay: Number(data.get("averaging_decay")),
     dataset: data.get("dataset"),
