@@ -155,7 +155,7 @@ def preset(name: str) -> FitSettings:
         if callback["class_path"].endswith("EMAWeightAveraging")
     ]
     scheduler = (model.get("scheduler") or {}).get("class_path")
-    adversarial = model.get("adversarial") or {}
+    adversarial = Adversarial(**model["adversarial"]) if model.get("adversarial") else None  # its own defaults
     return FitSettings(
         hidden_sizes=model["hidden_sizes"],
         optimizer=next(name for name, path in OPTIMIZERS.items() if path == model["optimizer"]["class_path"]),
@@ -170,13 +170,6 @@ def preset(name: str) -> FitSettings:
         label_smoothing=model.get("label_smoothing", 0.0),
         augmentation=next(name for name, values in AUGMENTATIONS.items() if values == data.get("augmentation", {})),
         batch_norm=model.get("batch_norm", False),
-        **(
-            {
-                "adversarial": adversarial.get("kind", Adversarial.kind),
-                "adversarial_epsilon": adversarial.get("epsilon", Adversarial.epsilon),
-            }
-            if adversarial
-            else {}
-        ),
+        **({"adversarial": adversarial.kind, "adversarial_epsilon": adversarial.epsilon} if adversarial else {}),
         **({"weight_averaging": True, "averaging_decay": averaged[0]["decay"]} if averaged else {}),
     )
