@@ -362,23 +362,13 @@ def test_train_watch_stop_pick_and_compare_runs_on_the_page(
         page.draw(STROKES["3"])
         page.settled(1)
         # A preset shows a shipped recipe's settings (configs/fast.yaml's, best.yaml's), "the recipe" the recipe's.
-        page.press(".presets", "fast")
-        fast = [[1024, 1024], "0.2", True, "light", True, "0.998", "11", "none", "2"]
-        assert page.driver.execute_script(SHOWN) == fast
-        page.press(".presets", "best")
-        assert page.driver.execute_script(SHOWN) == [[1024, 1024], "0.2", True, "none", True, "0.999", "50", "vat", "3"]
-        page.press(".presets", "the recipe")
-        assert page.driver.execute_script(SHOWN) == [
-            [128, 64],
-            "0.01",
-            False,
-            "none",
-            False,
-            "0.999",
-            "10",
-            "none",
-            "2",
-        ]
+        for name, shown in [
+            ("fast", [[1024, 1024], "0.2", True, "light", True, "0.998", "11", "none", "2"]),
+            ("best", [[1024, 1024], "0.2", True, "none", True, "0.999", "50", "vat", "3"]),
+            ("the recipe", [[128, 64], "0.01", False, "none", False, "0.999", "10", "none", "2"]),
+        ]:
+            page.press(".presets", name)
+            assert page.driver.execute_script(SHOWN) == shown, name
         page.set_layers([40, 20])
         page.set("epochs", 100)
         page.set("batch_size", 16)
