@@ -117,8 +117,9 @@ def test_two_processes_share_one_study_and_finish_it_together(synthetic_data_dir
     args = ["tune", "--config", CONFIG, "--config", study_config(tmp_path, n_trials=6), *data(synthetic_data_dir)]
     first = start_cli(*args, cwd=tmp_path)
     # The first is held in its first trial until the second has taken one of its own: on a busy machine the
-    # first could otherwise finish the study while the second is still starting.
-    wait_for_trials(tmp_path, first, lambda trials: any(trial.state == TrialState.RUNNING for trial in trials))
+    # first could otherwise finish the study while the second is still starting. Held once the trial names its
+    # process: a running trial that names none is one whose process died at its start, and the second fails it.
+    wait_for_trials(tmp_path, first, lambda trials: any(running_in(first, trial) for trial in trials))
     pause_between_journal_writes(first, tmp_path / "tune" / "tune.journal")
     try:
         second = start_cli(*args, cwd=tmp_path)
@@ -148,6 +149,10 @@ def ran_again(trials, failed) -> list:
 
 def ran_in(process, trial) -> bool:
     return trial.user_attrs.get("process", "").endswith(f":{process.pid}")
+
+
+def running_in(process, trial) -> bool:
+    return trial.state == TrialState.RUNNING and ran_in(process, trial)
 
 
 def wait_for_trials(tmp_path, process, reached) -> None:
