@@ -364,7 +364,7 @@ def test_train_watch_stop_pick_and_compare_runs_on_the_page(
         # A preset shows a shipped recipe's settings (configs/fast.yaml's, best.yaml's), "the recipe" the recipe's.
         for name, shown in [
             ("fast", [[1024, 1024], "0.2", True, "light", True, "0.998", "11", "none", "2"]),
-            ("best", [[1024, 1024], "0.2", True, "none", True, "0.999", "50", "vat", "3"]),
+            ("best", [[1024, 1024], "0.2", True, "none", True, "0.999", "50", "vat", "5"]),
             ("the recipe", [[128, 64], "0.01", False, "none", False, "0.999", "10", "none", "2"]),
         ]:
             page.press(".presets", name)
