@@ -294,7 +294,8 @@ def test_a_storage_that_cannot_be_opened_is_refused_by_name(synthetic_data_dir, 
 
 def test_the_shipped_search_space_is_valid(synthetic_data_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    run_tune(monkeypatch, TUNE_CONFIG, synthetic_data_dir, "--n_trials", "1")
+    # One trial of one epoch draws and applies every entry of the space as a study of any length does.
+    run_tune(monkeypatch, TUNE_CONFIG, synthetic_data_dir, "--n_trials", "1", "--tune.epochs", "1")
     assert len(load(tmp_path).get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 1
 
 
