@@ -27,6 +27,8 @@ import torch.nn.functional as F
 from jsonargparse.typing import NonNegativeFloat, PositiveFloat
 from torch import Tensor, nn
 
+Kind = Literal["fgsm", "vat"]
+
 
 def unit(directions: Tensor) -> Tensor:
     """Each image's direction scaled to length 1 over its pixels (a zero direction stays zero)."""
@@ -46,7 +48,7 @@ class Adversarial:
         xi: for `vat`: the length of the first, random probe of the power iteration.
     """
 
-    kind: Literal["fgsm", "vat"] = "vat"
+    kind: Kind = "vat"
     epsilon: PositiveFloat = 2.0
     weight: NonNegativeFloat = 1.0
     xi: PositiveFloat = 10.0

@@ -10,13 +10,13 @@ import functools
 import itertools
 import json
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import yaml
 from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mnist_ann.adversarial import Adversarial
+from mnist_ann.adversarial import Adversarial, Kind
 from mnist_ann.cli import RECIPE as RECIPE_CONFIG
 from mnist_ann.network import IMAGE_PIXELS, NUM_CLASSES
 
@@ -44,7 +44,7 @@ AUGMENTATIONS = {
     "affine": {name: value for name, value in DISTORTED.items() if not name.startswith("elastic")},
     "affine+elastic": DISTORTED,
 }
-ADVERSARIAL = ("none", "vat", "fgsm")  # none, or `mnist_ann.adversarial`'s kinds
+ADVERSARIAL = ("none", *get_args(Kind))
 DATASETS = ("mnist", "fashion-mnist")
 Width = Annotated[int, Field(ge=1, le=LIMITS["width"])]
 Share = Annotated[float, Field(ge=0, le=0.9)]
