@@ -68,6 +68,7 @@ ONE_CHANGE = {
 WITHOUT = {
     "best, short": (f"configs/best-augmented.yaml, {SHORT_EPOCHS} epochs", {}),
     "without width": ("hidden layers 128-64", {"model": {"hidden_sizes": [128, 64]}}),
+    "without batch norm": ("no batch normalization", {"model": {"batch_norm": False}}),
     "without one-cycle": (
         "the optimizer's rate 0.01 throughout",
         {"model": {"scheduler": None, "optimizer": {"init_args": {"lr": 0.01}}}},

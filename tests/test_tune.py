@@ -303,16 +303,16 @@ def test_trials_over_a_recipe_with_weight_averaging_validate_the_averaged_weight
     synthetic_data_dir, tmp_path, monkeypatch
 ):
     monkeypatch.chdir(tmp_path)
-    space = {"model.dropout": {"choices": [0.1]}, "model.batch_norm": {"choices": [True]}}  # statistics averaged
+    space = {"model.dropout": {"choices": [0.1]}, "model.batch_norm": {"choices": [False]}}
     study = study_config(tmp_path, 1, epochs=1, **space)
-    averaged = str(REPO / "configs" / "best-augmented.yaml")  # weight averaging, no batch normalization
+    averaged = str(REPO / "configs" / "best-augmented.yaml")  # weight averaging and batch normalization
     run_main(
         monkeypatch, "tune", "--config", CONFIG, "--config", averaged, "--config", study, *data(synthetic_data_dir)
     )
     trial = yaml.safe_load((tmp_path / "tune" / "tune" / "trial_0000" / "config.yaml").read_text())
     kept = [callback["class_path"].rsplit(".", 1)[1] for callback in trial["trainer"]["callbacks"]]
     assert kept == ["TensorBoardMonitor", "EMAWeightAveraging"] and trial["model"]["dropout"] == 0.1
-    assert trial["model"]["batch_norm"] is True
+    assert trial["model"]["batch_norm"] is False
     assert trial["threads"] == 1  # tune's --threads, as each trial's fit setting
 
 
