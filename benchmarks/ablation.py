@@ -160,9 +160,27 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[dict], path: Path, threads: str) -> None:
-    import math
+def label_points(axes, rows: list[dict], size: int = 8) -> None:
+    """Each row's name beside its point, moved above or below it (a line to its point) where it would cover a name
+    already placed; the time axis runs on to the right for the names of the slowest rows."""
+    times = [row["fit_s"] for row in rows]
+    axes.set_xlim(min(times) / 1.1, max(times) * 1.7)
+    pixels = axes.figure.dpi / 72  # a point (of type) in pixels
+    placed: list[tuple[float, float, float, float]] = []
+    for row in rows:
+        x, y = axes.transData.transform((row["fit_s"], row["mean"]))
+        width, height = 0.6 * size * len(row["row"]) * pixels, 1.2 * size * pixels  # the name's box, about
+        for dx, dy in ((6, -3), (10, 9), (10, -15), (10, 21), (10, -27), (10, 33)):  # in points
+            box = (x + dx * pixels, y + dy * pixels, x + dx * pixels + width, y + dy * pixels + height)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                break
+        placed.append(box)
+        moved = {"arrowprops": {"arrowstyle": "-", "color": "grey", "linewidth": 0.5}} if dy != -3 else {}
+        where = (row["fit_s"], row["mean"])
+        axes.annotate(row["row"], where, textcoords="offset points", xytext=(dx, dy), fontsize=size, **moved)
 
+
+def plot(rows: list[dict], path: Path, threads: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -170,7 +188,6 @@ def plot(rows: list[dict], path: Path, threads: str) -> None:
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     figure, axes = plt.subplots(figsize=(10, 6.5), dpi=110)
-    placed: list[tuple[float, float]] = []
     for row in rows:
         colour = "tab:blue" if row["row"] in ONE_CHANGE else "tab:orange"
         if row["row"] in ("recipe", next(iter(WITHOUT))):  # the two starting points, as lines to read the others by
@@ -183,16 +200,10 @@ def plot(rows: list[dict], path: Path, threads: str) -> None:
             color=colour,
             capsize=3,
         )
-        # A label that would cover one already placed nearby goes above its point.
-        where = (math.log10(row["fit_s"]), row["mean"])
-        crowded = any(abs(where[0] - x) < 0.12 and abs(where[1] - y) < 0.05 for x, y in placed)
-        placed.append(where)
-        offset = (6, 6) if crowded else (6, -3)
-        axes.annotate(row["row"], (row["fit_s"], row["mean"]), textcoords="offset points", xytext=offset, fontsize=8)
     axes.set_xscale("log")
     axes.xaxis.set_major_formatter(ScalarFormatter())
     axes.xaxis.set_minor_formatter(NullFormatter())
-    axes.set_xticks([15, 20, 30, 50, 70, 100, 150])
+    axes.set_xticks([20, 30, 50, 70, 100, 150, 200, 300])
     axes.set_xlabel(f"fit wall time, seconds (log scale; {threads} thread(s) a run, on a 2-core CPU)")
     axes.set_ylabel("test accuracy, % (mean of 3 seeds; bars: lowest to highest)")
     axes.set_title(
@@ -201,6 +212,7 @@ def plot(rows: list[dict], path: Path, threads: str) -> None:
     )
     axes.grid(alpha=0.3)
     figure.tight_layout()
+    label_points(axes, rows)
     figure.savefig(path)
 
 
