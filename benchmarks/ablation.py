@@ -162,22 +162,22 @@ def markdown(rows: list[dict]) -> str:
 
 def label_points(axes, rows: list[dict], size: int = 8) -> None:
     """Each row's name beside its point, moved above or below it (a line to its point) where it would cover a name
-    already placed; the time axis runs on to the right for the names of the slowest rows."""
-    times = [row["fit_s"] for row in rows]
-    axes.set_xlim(min(times) / 1.1, max(times) * 1.7)
+    already placed."""
+    beside, *moved = ((6, -3), (10, 9), (10, -15), (10, 21), (10, -27), (10, 33))  # offsets, in points
     pixels = axes.figure.dpi / 72  # a point (of type) in pixels
     placed: list[tuple[float, float, float, float]] = []
     for row in rows:
-        x, y = axes.transData.transform((row["fit_s"], row["mean"]))
+        where = (row["fit_s"], row["mean"])
+        x, y = axes.transData.transform(where)
         width, height = 0.6 * size * len(row["row"]) * pixels, 1.2 * size * pixels  # the name's box, about
-        for dx, dy in ((6, -3), (10, 9), (10, -15), (10, 21), (10, -27), (10, 33)):  # in points
-            box = (x + dx * pixels, y + dy * pixels, x + dx * pixels + width, y + dy * pixels + height)
+        for offset in (beside, *moved):
+            left, bottom = x + offset[0] * pixels, y + offset[1] * pixels
+            box = (left, bottom, left + width, bottom + height)
             if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
                 break
         placed.append(box)
-        moved = {"arrowprops": {"arrowstyle": "-", "color": "grey", "linewidth": 0.5}} if dy != -3 else {}
-        where = (row["fit_s"], row["mean"])
-        axes.annotate(row["row"], where, textcoords="offset points", xytext=(dx, dy), fontsize=size, **moved)
+        line = {} if offset == beside else {"arrowprops": {"arrowstyle": "-", "color": "grey", "linewidth": 0.5}}
+        axes.annotate(row["row"], where, textcoords="offset points", xytext=offset, fontsize=size, **line)
 
 
 def plot(rows: list[dict], path: Path, threads: str) -> None:
@@ -204,6 +204,9 @@ def plot(rows: list[dict], path: Path, threads: str) -> None:
     axes.xaxis.set_major_formatter(ScalarFormatter())
     axes.xaxis.set_minor_formatter(NullFormatter())
     axes.set_xticks([20, 30, 50, 70, 100, 150, 200, 300])
+    times = [row["fit_s"] for row in rows]
+    # Room on the right for the names of the slowest rows; after the ticks, which would widen it again.
+    axes.set_xlim(min(times) / 1.1, max(times) * 1.7)
     axes.set_xlabel(f"fit wall time, seconds (log scale; {threads} thread(s) a run, on a 2-core CPU)")
     axes.set_ylabel("test accuracy, % (mean of 3 seeds; bars: lowest to highest)")
     axes.set_title(
